@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the package with colcon into .ws/ (build, install, log). Pass --symlink-install to link
+# the Python sources instead of copying them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+source "$root/scripts/env.sh"
+colcon --log-base "$root/.ws/log" build --paths "$root" \
+  --build-base "$root/.ws/build" --install-base "$root/.ws/install" \
+  --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$root/.venv/bin/python" \
+  --event-handlers console_direct- "$@"

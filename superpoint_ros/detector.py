@@ -1,0 +1,164 @@
+"""`Detector`: images in, keypoints, scores and descriptors out. The node, the CLI and the
+benchmark all run this one pipeline.
+
+```python
+from superpoint_ros.detector import Detector
+detector = Detector(weights="magic-leap-community/superpoint", device="auto")
+result, = detector.detect([cv2.imread("frame.png")])
+result.keypoints    # (N, 2) float32 pixels (x right, y down, (0, 0) = centre of top-left pixel)
+result.scores       # (N,) float32, descending
+result.descriptors  # (N, 256) float32, unit rows
+```
+
+Edges: the network pools by 8 three times and floors, so for a size not divisible by 8 the
+last `H % 8` rows and `W % 8` columns get no keypoints, and `border_removal_distance` counts
+from the edges of that `8*(H//8) × 8*(W//8)` region, exactly as in the reference.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from superpoint_ros.images import check_image, to_grey_batch
+from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms
+from superpoint_ros.weights import DEFAULT_WEIGHTS, load_model
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionSettings:
+    """The knobs that may change between two frames.
+
+    - `keypoint_threshold`: keep pixels whose score is above this (0 keeps every NMS survivor).
+    - `nms_radius`: pixels; a keypoint must be the maximum of its (2r+1)² window (0: no NMS).
+    - `max_keypoints`: keep the best this many per image; −1 keeps all.
+    - `border_removal_distance`: pixels; drop keypoints closer than this to the image edge.
+    """
+
+    keypoint_threshold: float = 0.005
+    nms_radius: int = 4
+    max_keypoints: int = -1
+    border_removal_distance: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.keypoint_threshold < 1.0:
+            raise ValueError(f"keypoint_threshold must be in [0, 1), got {self.keypoint_threshold}")
+        if self.nms_radius < 0:
+            raise ValueError(f"nms_radius must be >= 0, got {self.nms_radius}")
+        if self.max_keypoints < -1:
+            raise ValueError(f"max_keypoints must be -1 (all) or >= 0, got {self.max_keypoints}")
+        if self.border_removal_distance < 0:
+            raise ValueError(f"border_removal_distance must be >= 0, got {self.border_removal_distance}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+    """One image's keypoints, sorted by score, descending.
+
+    `keypoints` `(N, 2)` float32 pixels (x, y) in the input image's grid; `scores` `(N,)`
+    float32; `descriptors` `(N, D)` float32, each row of unit length.
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    descriptors: np.ndarray
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`auto` is CUDA when available, else the CPU; an explicit CUDA device must exist."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} GPU(s)")
+    elif resolved.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return resolved
+
+
+class Detector:
+    """SuperPoint from weights to per-image detections.
+
+    `weights` is a hub repo id, a local directory or file, or `"random"` (with `seed`); see
+    `superpoint_ros.weights`. `resize` is an optional `(height, width)` every image is scaled to
+    before the network; keypoints are still reported in the original image's pixels.
+    `settings` can be replaced between calls (`detector.settings = DetectionSettings(...)`);
+    each `detect` call reads it once.
+    """
+
+    def __init__(
+        self,
+        weights: str = DEFAULT_WEIGHTS,
+        device: str | torch.device = "auto",
+        keypoint_threshold: float = 0.005,
+        nms_radius: int = 4,
+        max_keypoints: int = -1,
+        border_removal_distance: int = 4,
+        resize: tuple[int, int] | None = None,
+        weights_revision: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.settings = DetectionSettings(keypoint_threshold, nms_radius, max_keypoints, border_removal_distance)
+        if resize is not None and (len(resize) != 2 or min(resize) < 8):
+            raise ValueError(f"resize must be (height, width) of at least 8 pixels each, got {resize}")
+        self.resize = tuple(resize) if resize is not None else None
+        self.device = resolve_device(device)
+        self.model = load_model(weights, weights_revision, seed).to(self.device)
+
+    @property
+    def descriptor_size(self) -> int:
+        return self.model.architecture.descriptor_decoder_dim
+
+    def detect(self, images: Sequence[np.ndarray], channel_order: str = "bgr") -> list[Detections]:
+        """Detect in each image. Colour images are BGR unless `channel_order="rgb"`.
+
+        Images of equal shape and dtype run through the network as one batch.
+        """
+        for image in images:
+            check_image(image)
+        groups: dict[tuple, list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault((image.shape, image.dtype), []).append(index)
+        results: list[Detections | None] = [None] * len(images)
+        settings = self.settings
+        for indices in groups.values():
+            batch = [images[i] for i in indices]
+            for index, detections in zip(indices, self._detect_batch(batch, channel_order, settings)):
+                results[index] = detections
+        return results
+
+    @torch.inference_mode()
+    def _detect_batch(
+        self, images: list[np.ndarray], channel_order: str, settings: DetectionSettings
+    ) -> list[Detections]:
+        grey = to_grey_batch(images, self.device, channel_order)
+        height, width = grey.shape[-2:]
+        if self.resize is not None and self.resize != (height, width):
+            grey = functional.interpolate(grey, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
+        scores, descriptor_map = self.model(grey)
+        scores = simple_nms(scores, settings.nms_radius)
+        keypoints, keypoint_scores, counts = select_keypoints(
+            scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints
+        )
+        descriptors = sample_descriptors(descriptor_map, keypoints)
+        if grey.shape[-2:] != (height, width):
+            # Pixel centres map through the resize: (x + 0.5) · original / resized − 0.5.
+            scale = keypoints.new_tensor([width / grey.shape[-1], height / grey.shape[-2]])
+            keypoints = (keypoints + 0.5) * scale - 0.5
+        keypoints, keypoint_scores, descriptors, counts = (
+            tensor.cpu().numpy() for tensor in (keypoints, keypoint_scores, descriptors, counts)
+        )
+        return [
+            Detections(keypoints[b, :count], keypoint_scores[b, :count], descriptors[b, :count])
+            for b, count in enumerate(counts)
+        ]

@@ -1,0 +1,66 @@
+"""Numpy images → SuperPoint's input: grey, float32, scaled to [0, 1], on the model's device.
+
+Accepted arrays: `H×W` or `H×W×1` grey, `H×W×3` colour, `H×W×4` colour with alpha (ignored);
+dtype `uint8` (÷255), `uint16` (÷65535) or floating point (taken as already in [0, 1]).
+Colour becomes grey with the luma weights 0.2989 R + 0.5870 G + 0.1140 B, the ones the
+reference image processor applies with `do_grayscale=True`, in the same float32 operation order,
+so that our grey pixels are bit-identical to its. Like it, an image whose three channels are all
+equal (a grey PNG that OpenCV loaded as BGR) is taken as it is.
+"""
+
+import numpy as np
+import torch
+
+LUMA_RGB = (0.2989, 0.5870, 0.1140)
+CHANNEL_ORDERS = ("bgr", "rgb")
+_FULL_SCALE = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+
+
+class ImageError(ValueError):
+    """An image the detector cannot take, with the reason."""
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise `ImageError` unless `image` is an array `to_grey_batch` accepts."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected a numpy array, got {type(image).__name__}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ImageError(f"expected H×W, H×W×1, H×W×3 or H×W×4, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageError(f"image has no pixels (shape {image.shape})")
+    if image.dtype not in _FULL_SCALE and not np.issubdtype(image.dtype, np.floating):
+        raise ImageError(f"expected uint8, uint16 or float pixels, got {image.dtype}")
+
+
+def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order: str = "bgr") -> torch.Tensor:
+    """Stack same-shape, same-dtype images into a `(B, 1, H, W)` float32 tensor on `device`.
+
+    Pixels travel to the device in their own dtype (a uint8 frame is a quarter of its float32
+    size), and scaling and grey conversion run there.
+    """
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+    first = images[0]
+    pinned = device.type == "cuda"
+    batch = torch.stack(
+        [torch.from_numpy(np.ascontiguousarray(image)) for image in images]
+    )
+    if first.dtype == np.uint16:
+        # torch has few uint16 kernels; int32 holds every value exactly.
+        batch = batch.to(torch.int32)
+    if pinned:
+        batch = batch.pin_memory()
+    batch = batch.to(device, non_blocking=pinned).to(torch.float32)
+    full_scale = _FULL_SCALE.get(first.dtype)
+    if full_scale is not None:
+        # Division rounds like the reference's float64 rescale cast back to float32.
+        batch = batch / full_scale
+    if batch.ndim == 3:
+        return batch[:, None]
+    if batch.shape[-1] == 1:
+        return batch.permute(0, 3, 1, 2)
+    red, green, blue = (2, 1, 0) if channel_order == "bgr" else (0, 1, 2)
+    channels = batch.unbind(dim=-1)
+    grey = channels[red] * LUMA_RGB[0] + channels[green] * LUMA_RGB[1] + channels[blue] * LUMA_RGB[2]
+    already_grey = ((channels[0] == channels[1]) & (channels[1] == channels[2])).flatten(1).all(dim=1)
+    return torch.where(already_grey[:, None, None], channels[0], grey)[:, None]

@@ -1,0 +1,69 @@
+"""Shared fixtures: weights written in the Hugging Face layout, and images with structure.
+
+No hub is reachable here, so every test makes its own weights. They come from transformers'
+own `SuperPointForKeypointDetection` (re-initialised with PyTorch's default layer init, which
+keeps activations lively) and are written with `save_pretrained`, so the file layout is the
+hub's and not something our loader's author chose.
+"""
+
+import pathlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+
+def make_hf_weights(directory: pathlib.Path, seed: int, score_head_scale: float = 1.0) -> pathlib.Path:
+    """Write `config.json` + `model.safetensors` of a random SuperPoint into `directory`.
+
+    `score_head_scale` multiplies the last keypoint-head layer, sharpening the softmax so that
+    scores spread out and thresholds select something.
+    """
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    model = transformers.SuperPointForKeypointDetection(transformers.SuperPointConfig())
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    with torch.no_grad():
+        model.keypoint_decoder.conv_score_b.weight.mul_(score_head_scale)
+        model.keypoint_decoder.conv_score_b.bias.mul_(score_head_scale)
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def hf_weights(tmp_path_factory) -> pathlib.Path:
+    return make_hf_weights(tmp_path_factory.mktemp("hf_weights"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def sharp_hf_weights(tmp_path_factory) -> pathlib.Path:
+    return make_hf_weights(tmp_path_factory.mktemp("sharp_hf_weights"), seed=2, score_head_scale=25.0)
+
+
+def structured_image(height: int, width: int, seed: int) -> np.ndarray:
+    """A BGR uint8 scene: gradient background, checkerboard patch, filled and outlined shapes."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.empty((height, width, 3), np.uint8)
+    image[..., 0] = (255 * x / max(width - 1, 1)).astype(np.uint8)
+    image[..., 1] = (255 * y / max(height - 1, 1)).astype(np.uint8)
+    image[..., 2] = 128
+    square = max(4, min(height, width) // 10)
+    top, left = rng.integers(0, max(1, height // 2)), rng.integers(0, max(1, width // 2))
+    checker = ((y // square + x // square) % 2 == 0) & (y >= top) & (y < top + 4 * square)
+    checker &= (x >= left) & (x < left + 4 * square)
+    image[checker] = (20, 20, 20)
+    for _ in range(6):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        size = int(rng.integers(3, max(4, min(height, width) // 4)))
+        if rng.random() < 0.5:
+            cv2.circle(image, center, size, colour, thickness=int(rng.choice([-1, 2])))
+        else:
+            corner = (center[0] + size, center[1] + size // 2)
+            cv2.rectangle(image, center, corner, colour, thickness=int(rng.choice([-1, 1])))
+    cv2.line(image, (0, height - 1), (width - 1, 0), (255, 255, 255), 1)
+    return image
