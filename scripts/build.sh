@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source "$root/scripts/env.sh"
-colcon --log-base "$root/.ws/log" build --paths "$root" \
+# CMake refuses exported include paths (the venv's numpy headers) inside the source directory,
+# and .venv lives in the package root; a link outside the tree gives CMake another source path.
+mkdir -p "$root/.ws/src"
+ln -sfn ../.. "$root/.ws/src/superpoint_ros"
+colcon --log-base "$root/.ws/log" build --paths "$root/.ws/src/superpoint_ros" \
   --build-base "$root/.ws/build" --install-base "$root/.ws/install" \
   --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$root/.venv/bin/python" \
   --event-handlers console_direct- "$@"

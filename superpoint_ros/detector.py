@@ -133,7 +133,7 @@ class Detector:
         settings = self.settings
         for indices in groups.values():
             batch = [images[i] for i in indices]
-            for index, detections in zip(indices, self._detect_batch(batch, channel_order, settings)):
+            for index, detections in zip(indices, self._detect_batch(batch, channel_order, settings), strict=True):
                 results[index] = detections
         return results
 

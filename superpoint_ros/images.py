@@ -42,9 +42,7 @@ def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order:
         raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
     first = images[0]
     pinned = device.type == "cuda"
-    batch = torch.stack(
-        [torch.from_numpy(np.ascontiguousarray(image)) for image in images]
-    )
+    batch = torch.stack([torch.from_numpy(np.ascontiguousarray(image)) for image in images])
     if first.dtype == np.uint16:
         # torch has few uint16 kernels; int32 holds every value exactly.
         batch = batch.to(torch.int32)

@@ -42,7 +42,7 @@ class Encoder(nn.Module):
         last = len(hidden_sizes) - 1
         self.conv_blocks = nn.ModuleList(
             ConvBlock(in_size, out_size, pool=index < last)
-            for index, (in_size, out_size) in enumerate(zip(in_sizes, hidden_sizes))
+            for index, (in_size, out_size) in enumerate(zip(in_sizes, hidden_sizes, strict=True))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

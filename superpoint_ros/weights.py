@@ -22,11 +22,7 @@ RANDOM_WEIGHTS = "random"
 HUB_FILENAME = "model.safetensors"
 
 _MAGICLEAP_NAMES = {
-    **{
-        f"conv{block + 1}{half}": f"encoder.conv_blocks.{block}.conv_{half}"
-        for block in range(4)
-        for half in "ab"
-    },
+    **{f"conv{block + 1}{half}": f"encoder.conv_blocks.{block}.conv_{half}" for block in range(4) for half in "ab"},
     "convPa": "keypoint_decoder.conv_score_a",
     "convPb": "keypoint_decoder.conv_score_b",
     "convDa": "descriptor_decoder.conv_descriptor_a",

@@ -17,8 +17,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from conftest import structured_image
+
 from superpoint_ros.detector import DetectionSettings, Detector
 
 transformers = pytest.importorskip("transformers")
@@ -112,7 +112,7 @@ def assert_parity(detector, model, images, settings, label):
     detector.settings = settings
     ours = detector.detect(images)
     reference = reference_detections(model, images, settings)
-    for index, (mine, theirs) in enumerate(zip(ours, reference)):
+    for index, (mine, theirs) in enumerate(zip(ours, reference, strict=True)):
         result = compare(mine, theirs)
         print(
             f"{label} image{index} {settings}: {result['count']} keypoints, "

@@ -1,0 +1,90 @@
+"""`superpoint-detect`: run SuperPoint on image files, no ROS needed.
+
+superpoint-detect a.png b.png --weights DIR_OR_FILE --json out.json --overlay out.png
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+import cv2
+
+from superpoint_ros.detector import Detector
+from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
+from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="superpoint-detect", description=__doc__.splitlines()[0])
+    parser.add_argument("images", nargs="+", type=pathlib.Path, help="image files (anything OpenCV reads)")
+    parser.add_argument(
+        "--weights",
+        default=DEFAULT_WEIGHTS,
+        help=f"hub repo id, local directory or file, or '{RANDOM_WEIGHTS}' (default: %(default)s)",
+    )
+    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--keypoint-threshold", type=float, default=0.005)
+    parser.add_argument("--nms-radius", type=int, default=4)
+    parser.add_argument("--max-keypoints", type=int, default=-1, help="-1 keeps all")
+    parser.add_argument("--border-removal-distance", type=int, default=4)
+    parser.add_argument("--json", type=pathlib.Path, help="write the detections here")
+    parser.add_argument(
+        "--overlay",
+        type=pathlib.Path,
+        help="write the drawn keypoints here; with several images, '_<index>' goes before the suffix",
+    )
+    return parser.parse_args(argv)
+
+
+def overlay_path(template: pathlib.Path, index: int, count: int) -> pathlib.Path:
+    return template if count == 1 else template.with_name(f"{template.stem}_{index}{template.suffix}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    images = []
+    for path in arguments.images:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            print(f"superpoint-detect: cannot read image {path}", file=sys.stderr)
+            return 2
+        images.append(image)
+    try:
+        detector = Detector(
+            weights=arguments.weights,
+            weights_revision=arguments.revision,
+            device=arguments.device,
+            keypoint_threshold=arguments.keypoint_threshold,
+            nms_radius=arguments.nms_radius,
+            max_keypoints=arguments.max_keypoints,
+            border_removal_distance=arguments.border_removal_distance,
+        )
+    except (WeightsError, ValueError) as error:
+        print(f"superpoint-detect: {error}", file=sys.stderr)
+        return 2
+    results = detector.detect(images)
+    records = []
+    for index, (path, image, detections) in enumerate(zip(arguments.images, images, results, strict=True)):
+        print(f"{path}: {len(detections.scores)} keypoints")
+        records.append(
+            {
+                "image": str(path),
+                "height": image.shape[0],
+                "width": image.shape[1],
+                "keypoints": detections.keypoints.tolist(),
+                "scores": detections.scores.tolist(),
+                "descriptors": detections.descriptors.tolist(),
+            }
+        )
+        if arguments.overlay:
+            drawn = draw_detections(grey_or_colour_to_bgr8(image), detections, f"{len(detections.scores)} keypoints")
+            cv2.imwrite(str(overlay_path(arguments.overlay, index, len(images))), drawn)
+    if arguments.json:
+        arguments.json.write_text(json.dumps(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
