@@ -33,4 +33,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-"$root/scripts/build.sh"
+# Symlinked Python sources: an edit needs no rebuild (a new file does).
+"$root/scripts/build.sh" --symlink-install
