@@ -17,9 +17,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import structured_image
 
 from superpoint_ros.detector import DetectionSettings, Detector
+
+from conftest import structured_image
 
 transformers = pytest.importorskip("transformers")
 from transformers.models.superpoint.image_processing_pil_superpoint import (  # noqa: E402
@@ -163,3 +164,9 @@ def test_sharpened_weights_match_reference_where_thresholds_bite(sharp_hf_weight
 def test_full_resolution_frame_matches_reference(sharp_hf_weights, sharp_reference_model, settings):
     detector = Detector(weights=str(sharp_hf_weights), device="cpu")
     assert_parity(detector, sharp_reference_model, [structured_image(480, 640, 7)], settings, "480x640 batch1 sharp")
+
+
+def test_sizes_not_divisible_by_eight_match_reference(sharp_hf_weights, sharp_reference_model):
+    detector = Detector(weights=str(sharp_hf_weights), device="cpu")
+    images = [structured_image(70, 93, seed) for seed in (11, 12)]
+    assert_parity(detector, sharp_reference_model, images, DetectionSettings(0.005, 2, -1, 3), "70x93 batch2 sharp")

@@ -1,0 +1,74 @@
+"""`superpoint-detect` on image files, and the pip packaging that provides the command."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import cv2
+import numpy as np
+
+from superpoint_ros.detector import Detector
+
+from conftest import structured_image
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "superpoint_ros.cli", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_json_and_overlays_hold_the_detectors_output(tmp_path, hf_weights):
+    paths = []
+    for index, (height, width) in enumerate([(64, 80), (48, 72)]):
+        paths.append(tmp_path / f"frame{index}.png")
+        cv2.imwrite(str(paths[-1]), structured_image(height, width, index))
+    json_path, overlay = tmp_path / "out.json", tmp_path / "overlay.png"
+    result = run_cli(*map(str, paths), "--weights", str(hf_weights), "--device", "cpu", "--max-keypoints", "50")
+    assert result.returncode == 0, result.stderr
+    result = run_cli(
+        *map(str, paths),
+        *("--weights", str(hf_weights), "--device", "cpu", "--max-keypoints", "50", "--nms-radius", "2"),
+        *("--json", str(json_path), "--overlay", str(overlay)),
+    )
+    assert result.returncode == 0, result.stderr
+    records = json.loads(json_path.read_text())
+    detector = Detector(weights=str(hf_weights), device="cpu", max_keypoints=50, nms_radius=2)
+    for index, (path, record) in enumerate(zip(paths, records, strict=True)):
+        image = cv2.imread(str(path))
+        expected = detector.detect([image])[0]
+        assert record["image"] == str(path)
+        assert (record["height"], record["width"]) == image.shape[:2]
+        assert np.array_equal(np.array(record["keypoints"], np.float32), expected.keypoints)
+        assert np.array_equal(np.array(record["scores"], np.float32), expected.scores)
+        assert np.array_equal(np.array(record["descriptors"], np.float32), expected.descriptors)
+        drawn = cv2.imread(str(tmp_path / f"overlay_{index}.png"))
+        assert drawn.shape == image.shape and not np.array_equal(drawn, image)
+
+
+def test_unreadable_image_and_missing_weights_exit_with_one_line(tmp_path):
+    result = run_cli(str(tmp_path / "missing.png"), "--weights", "random")
+    assert result.returncode == 2 and "cannot read image" in result.stderr
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), structured_image(32, 32, 0))
+    result = run_cli(str(image), "--weights", str(tmp_path / "nope.safetensors"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("superpoint_ros-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert "superpoint-detect = superpoint_ros.cli:main" in entry_points
+    assert "superpoint_ros/detector.py" in names and not any("/msg/" in n for n in names)

@@ -1,0 +1,98 @@
+"""Post-processing on small hand-computed cases."""
+
+import pytest
+import torch
+
+from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms
+
+
+def grid(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)[None]
+
+
+def test_nms_keeps_only_the_window_maximum():
+    scores = grid(
+        [
+            [0.1, 0.2, 0.0, 0.0, 0.0],
+            [0.0, 0.9, 0.0, 0.0, 0.3],
+            [0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.5, 0.0],
+        ]
+    )
+    kept = simple_nms(scores, nms_radius=1)
+    expected = torch.zeros_like(scores)
+    expected[0, 1, 1], expected[0, 1, 4], expected[0, 3, 3] = 0.9, 0.3, 0.5
+    assert torch.equal(kept, expected)
+
+
+def test_nms_radius_zero_keeps_every_pixel():
+    scores = torch.rand(2, 6, 7)
+    assert torch.equal(simple_nms(scores, 0), scores)
+
+
+def test_nms_revives_a_maximum_only_shadowed_by_a_suppressed_pixel():
+    # 0.8 is suppressed by 0.9; 0.7 lies outside 0.9's window and only 0.8 covered it, so the
+    # second round brings 0.7 back (radius 1: windows are 3 wide).
+    scores = grid([[0.9, 0.8, 0.7]])
+    assert simple_nms(scores, 1).tolist() == [[[0.8999999761581421, 0.0, 0.699999988079071]]]
+
+
+def test_nms_keeps_both_pixels_of_an_exact_tie():
+    # Equal neighbours are each the maximum of their window, so both survive, as in the reference.
+    assert simple_nms(grid([[0.0, 0.5, 0.5, 0.0]]), 1).count_nonzero() == 2
+
+
+def test_negative_radius_is_refused():
+    with pytest.raises(ValueError, match="nms_radius"):
+        simple_nms(torch.zeros(1, 3, 3), -1)
+
+
+def test_selection_applies_threshold_border_and_sorts_descending():
+    scores = torch.zeros(2, 6, 6)
+    scores[0, 0, 0] = 0.99  # on the border
+    scores[0, 2, 3] = 0.4
+    scores[0, 3, 2] = 0.6
+    scores[0, 4, 4] = 0.05  # below the threshold
+    scores[1, 5, 5] = 0.99  # bottom-right border
+    scores[1, 1, 1] = 0.3
+    keypoints, keypoint_scores, counts = select_keypoints(
+        scores, keypoint_threshold=0.1, border_removal_distance=1, max_keypoints=-1
+    )
+    assert counts.tolist() == [2, 1]
+    assert keypoints[0].tolist() == [[2.0, 3.0], [3.0, 2.0]]  # (x, y), best first
+    assert keypoint_scores[0].tolist() == pytest.approx([0.6, 0.4])
+    assert keypoints[1, 0].tolist() == [1.0, 1.0]
+    assert keypoint_scores[1, 1] == float("-inf")  # padding after image 1's single keypoint
+
+
+def test_selection_keeps_the_best_k_and_zero_keeps_none():
+    scores = torch.arange(16, dtype=torch.float32).reshape(1, 4, 4) / 16
+    keypoints, keypoint_scores, counts = select_keypoints(scores, 0.0, 0, max_keypoints=3)
+    assert counts.tolist() == [3]
+    assert keypoints[0].tolist() == [[3.0, 3.0], [2.0, 3.0], [1.0, 3.0]]
+    _, _, counts = select_keypoints(scores, 0.0, 0, max_keypoints=0)
+    assert counts.tolist() == [0]
+
+
+def test_a_border_wider_than_half_the_image_removes_everything():
+    _, _, counts = select_keypoints(torch.ones(1, 8, 8), 0.0, 4, -1)
+    assert counts.tolist() == [0]
+    _, _, counts = select_keypoints(torch.ones(1, 8, 8), 0.0, 3, -1)
+    assert counts.tolist() == [4]
+
+
+def test_descriptors_are_sampled_where_the_reference_maps_pixels_to_cells():
+    # Channel 0 holds the cell column, channel 1 a constant: their ratio after sampling is the
+    # interpolated column, whatever the normalisation. The reference maps pixel x to column
+    # (x - 3.5) / (8w - 4.5) * (w - 1): pixel 3.5 to column 0 and pixel 8w - 1 to column w - 1.
+    cells_wide, cells_high = 4, 3
+    descriptor_map = torch.ones(1, 2, cells_high, cells_wide)
+    descriptor_map[0, 0] = torch.arange(cells_wide, dtype=torch.float32)
+    xs = torch.tensor([3.5, 31.0, 12.0])
+    keypoints = torch.stack([xs, torch.full_like(xs, 9.0)], dim=-1)[None]
+    sampled = sample_descriptors(descriptor_map, keypoints)[0]
+    columns = sampled[:, 0] / sampled[:, 1]
+    expected = (xs - 3.5) / (8 * cells_wide - 4.5) * (cells_wide - 1)
+    assert columns.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    assert columns[:2].tolist() == pytest.approx([0.0, 3.0], abs=1e-6)
+    assert torch.linalg.norm(sampled, dim=1).tolist() == pytest.approx([1.0] * 3)
