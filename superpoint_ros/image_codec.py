@@ -1,0 +1,152 @@
+"""`sensor_msgs/Image` fields ⇄ numpy arrays, without ROS and without cv_bridge.
+
+`decode_image` turns the fields of a received image into an array that `Detector.detect`
+takes, plus the channel order to pass it. Where the layout allows (native byte order, no
+demosaicing) the array is a view of the message buffer: rows are `step` bytes apart, so padded
+rows cost nothing either. Big-endian 16/32-bit data is byte-swapped into a copy, and `bayer_*8`
+is demosaiced to BGR by OpenCV.
+
+`encode_image` is the reverse for publishing (tests, the demo and the debug image).
+"""
+
+import dataclasses
+import sys
+
+import cv2
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoding:
+    """How one `encoding` string lays out a pixel: element type, channels, colour order."""
+
+    dtype: np.dtype
+    channels: int
+    channel_order: str = "bgr"
+    bayer_to_bgr: int | None = None
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.dtype.itemsize * self.channels
+
+
+_UINT8, _UINT16, _FLOAT32 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)
+
+# OpenCV names a Bayer pattern after the second row's second and third pixels, ROS after the
+# top-left 2×2 block; so ROS `rggb` is OpenCV `BayerBG`, and so on.
+ENCODINGS: dict[str, Encoding] = {
+    "mono8": Encoding(_UINT8, 1),
+    "8UC1": Encoding(_UINT8, 1),
+    "mono16": Encoding(_UINT16, 1),
+    "16UC1": Encoding(_UINT16, 1),
+    "32FC1": Encoding(_FLOAT32, 1),
+    "bgr8": Encoding(_UINT8, 3),
+    "8UC3": Encoding(_UINT8, 3),
+    "rgb8": Encoding(_UINT8, 3, "rgb"),
+    "bgra8": Encoding(_UINT8, 4),
+    "8UC4": Encoding(_UINT8, 4),
+    "rgba8": Encoding(_UINT8, 4, "rgb"),
+    "bgr16": Encoding(_UINT16, 3),
+    "16UC3": Encoding(_UINT16, 3),
+    "rgb16": Encoding(_UINT16, 3, "rgb"),
+    "bayer_rggb8": Encoding(_UINT8, 1, bayer_to_bgr=cv2.COLOR_BayerBG2BGR),
+    "bayer_bggr8": Encoding(_UINT8, 1, bayer_to_bgr=cv2.COLOR_BayerRG2BGR),
+    "bayer_gbrg8": Encoding(_UINT8, 1, bayer_to_bgr=cv2.COLOR_BayerGR2BGR),
+    "bayer_grbg8": Encoding(_UINT8, 1, bayer_to_bgr=cv2.COLOR_BayerGB2BGR),
+}
+
+# Larger than any camera; a header claiming more is corrupt, and trusting it could allocate
+# gigabytes (a demosaic, a debug image) before anything else fails.
+MAX_SIDE = 1 << 15
+MAX_PIXELS = 1 << 28
+
+_NATIVE_BYTE_ORDER = "<" if sys.byteorder == "little" else ">"
+
+
+class ImageDecodeError(ValueError):
+    """An image message that cannot be turned into pixels; the message names the fault."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedImage:
+    """`pixels`: `H×W` or `H×W×C` array as `Detector.detect` takes it; `channel_order`: the
+    colour order of its first three channels (`"bgr"` or `"rgb"`)."""
+
+    pixels: np.ndarray
+    channel_order: str
+
+    def bgr_view(self) -> np.ndarray:
+        """The pixels with colour channels in B, G, R order (alpha dropped); a view, no copy."""
+        if self.pixels.ndim == 2:
+            return self.pixels
+        return self.pixels[..., 2::-1] if self.channel_order == "rgb" else self.pixels[..., :3]
+
+
+def decode_image(
+    height: int, width: int, encoding: str, is_bigendian: bool, step: int, data: bytes | memoryview
+) -> DecodedImage:
+    """Pixels of an image given as `sensor_msgs/Image` fields; raises `ImageDecodeError`.
+
+    `data` is anything exposing the buffer protocol (rclpy gives an `array.array('B')`).
+    Bytes past `step * height` are ignored.
+    """
+    layout = ENCODINGS.get(encoding)
+    if layout is None:
+        raise ImageDecodeError(f"unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)})")
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"image has no pixels: {width}x{height} ({encoding})")
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+        raise ImageDecodeError(f"absurd image size {width}x{height} ({encoding}); at most {MAX_SIDE} per side")
+    row_bytes = width * layout.bytes_per_pixel
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"step {step} is smaller than width × bytes per pixel = {width} × {layout.bytes_per_pixel} ({encoding})"
+        )
+    buffer = np.frombuffer(data, np.uint8)
+    if buffer.size < step * height:
+        raise ImageDecodeError(
+            f"data has {buffer.size} bytes, fewer than step × height = {step} × {height} = {step * height}"
+        )
+    rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]
+    byte_order = ">" if is_bigendian else "<"
+    pixels = rows.view(layout.dtype.newbyteorder(byte_order))
+    if layout.dtype.itemsize > 1 and byte_order != _NATIVE_BYTE_ORDER:
+        pixels = pixels.astype(layout.dtype)
+    pixels = pixels.reshape(height, width, layout.channels) if layout.channels > 1 else pixels
+    if layout.bayer_to_bgr is not None:
+        return DecodedImage(cv2.cvtColor(pixels, layout.bayer_to_bgr), "bgr")
+    return DecodedImage(pixels, layout.channel_order)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedImage:
+    """The `sensor_msgs/Image` fields of an array, rows packed (`step = width × bytes per pixel`)."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: bool
+    step: int
+    data: bytes
+
+
+def encode_image(pixels: np.ndarray, encoding: str) -> EncodedImage:
+    """Pack `pixels` (`H×W` or `H×W×C`, matching `encoding`'s dtype and channel count)."""
+    layout = ENCODINGS.get(encoding)
+    if layout is None:
+        raise ImageDecodeError(f"unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)})")
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if pixels.ndim not in (2, 3) or channels != layout.channels or pixels.dtype != layout.dtype:
+        raise ImageDecodeError(
+            f"{encoding} needs {layout.channels} channel(s) of {layout.dtype}, "
+            f"got shape {pixels.shape} of {pixels.dtype}"
+        )
+    height, width = pixels.shape[:2]
+    return EncodedImage(
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=_NATIVE_BYTE_ORDER == ">",
+        step=width * layout.bytes_per_pixel,
+        data=np.ascontiguousarray(pixels).tobytes(),
+    )
