@@ -10,9 +10,12 @@ Accepted `weights` values:
 Every failure is a `WeightsError` whose message is one sentence naming the source and the fault.
 """
 
+import json
 import pathlib
 import re
+import struct
 
+import numpy as np
 import torch
 
 from superpoint_ros.model import SuperPoint, SuperPointArchitecture
@@ -86,12 +89,9 @@ def _download_from_hub(repo_id: str, revision: str | None) -> pathlib.Path:
 def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:
     """Tensors of a `.safetensors` file or a MagicLeap `.pth`, under the hub's parameter names."""
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
-            return load_file(path)
-        except (SafetensorError, OSError, ValueError) as error:
+            return read_safetensors(path)
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise WeightsError(f"{path} is not a readable safetensors file: {error}.") from error
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -102,6 +102,51 @@ def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise WeightsError(f"{path} does not hold a dictionary of tensors.")
     return {_hub_name(name): tensor for name, tensor in loaded.items()}
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+}
+
+
+def read_safetensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, read with the standard library and numpy.
+
+    The format is an 8-byte little-endian header length, a JSON header giving each tensor's
+    dtype, shape and byte range, then the bytes. Reading it here spares the node a dependency
+    that rosdep has no key for.
+    """
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise ValueError("file is shorter than the 8-byte header length")
+    (header_length,) = struct.unpack("<Q", data[:8])
+    if header_length > len(data) - 8:
+        raise ValueError(f"header length {header_length} exceeds the file size")
+    header = json.loads(data[8 : 8 + header_length])
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    body = memoryview(data)[8 + header_length :]
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise ValueError(f"tensor '{name}' has unsupported dtype {entry['dtype']}")
+        start, end = entry["data_offsets"]
+        shape = [int(size) for size in entry["shape"]]
+        expected = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+        if not 0 <= start <= end <= len(body) or end - start != expected:
+            raise ValueError(f"tensor '{name}' has a byte range that does not fit its shape or the file")
+        if expected == 0:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
+        raw = torch.frombuffer(bytearray(body[start:end]), dtype=torch.uint8)
+        tensors[name] = raw.view(dtype).reshape(shape)
+    return tensors
 
 
 def _hub_name(magicleap_name: str) -> str:

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from superpoint_ros.detector import Detector
-from superpoint_ros.weights import WeightsError, load_model
+from superpoint_ros.weights import WeightsError, load_model, read_safetensors
 
 MAGICLEAP_LAYERS = {
     "encoder.conv_blocks.0.conv_a": "conv1a",
@@ -135,7 +135,7 @@ def run_loader(weights: str, environment: dict[str, str]) -> subprocess.Complete
     """Load in a fresh interpreter: huggingface_hub reads its settings at import."""
     code = (
         "import sys\n"
-        "from superpoint_ros.weights import WeightsError, load_model\n"
+        "from superpoint_ros.weights import WeightsError, load_model, read_safetensors\n"
         "try:\n"
         f"    load_model({weights!r})\n"
         "except WeightsError as error:\n"
@@ -172,3 +172,26 @@ def test_offline_hub_uses_the_cache(hf_weights, tmp_path):
     (repository / "refs" / "main").write_text(commit)
     result = run_loader("magic-leap-community/superpoint", {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
     assert result.returncode == 0 and result.stdout.strip() == "loaded", result.stdout + result.stderr
+
+
+def test_our_safetensors_reader_agrees_with_the_safetensors_library(tmp_path):
+    tensors = {
+        "f32": torch.randn(3, 4),
+        "f16": torch.randn(5).half(),
+        "bf16": torch.randn(2, 2).bfloat16(),
+        "f64": torch.randn(1, 2, 3).double(),
+        "empty": torch.zeros(0, 7),
+    }
+    path = tmp_path / "dtypes.safetensors"
+    save_file(tensors, path, metadata={"format": "pt"})
+    ours, theirs = read_safetensors(path), load_file(path)
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        assert ours[name].dtype == theirs[name].dtype and torch.equal(ours[name], theirs[name]), name
+
+
+def test_truncated_safetensors_file_is_reported(hf_weights, tmp_path):
+    path = tmp_path / "truncated.safetensors"
+    path.write_bytes((hf_weights / "model.safetensors").read_bytes()[:5000])
+    with pytest.raises(WeightsError, match=r"truncated\.safetensors is not a readable safetensors file"):
+        load_model(str(path))
