@@ -61,7 +61,7 @@ ERROR_LOG_PERIOD_S = 5.0
 class FrameCounters:
     """Counts since start. `dropped`: frames replaced by a newer one before inference;
     `rejected`: frames that could not be decoded; `batched_frames`: frames that shared a network
-    run with frames of other cameras."""
+    run with frames of other cameras; `debug_images`: overlays drawn and published."""
 
     received: int = 0
     dropped: int = 0
@@ -69,6 +69,7 @@ class FrameCounters:
     processed: int = 0
     batched_frames: int = 0
     largest_batch: int = 0
+    debug_images: int = 0
 
 
 @dataclasses.dataclass
@@ -274,7 +275,9 @@ class DetectorNode(Node):
         qos_name = self._parameter("input_qos")
         if qos_name not in INPUT_QOS_CHOICES:
             raise ValueError(f"input_qos must be one of {', '.join(INPUT_QOS_CHOICES)}, got '{qos_name}'")
-        input_qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=1)
+        input_qos = (
+            qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=qos_profile_sensor_data.depth)
+        )
         debug = self._parameter("debug_image")
         cameras = []
         for topic, name, prefix in zip(topics, names, prefixes, strict=True):
@@ -318,7 +321,7 @@ class DetectorNode(Node):
         for the others too. None once the node is stopping."""
         with self._lock:
             self._lock.wait_for(lambda: self._pending or self._stopping)
-            if len(self.cameras) > 1:
+            if len(self.cameras) > 1 and not self._stopping:
                 first_s = min(frame.received_s for frame in self._pending.values())
                 deadline_s = first_s + self._batch_timeout_s
                 while len(self._pending) < len(self.cameras) and not self._stopping:
@@ -377,6 +380,8 @@ class DetectorNode(Node):
                 caption += "  RANDOM WEIGHTS: not meaningful"
             overlay = draw_detections(grey_or_colour_to_bgr8(frame.image.bgr_view()), detections, caption)
             camera.debug_publisher.publish(image_message(overlay, "bgr8", message.header))
+            with self._lock:
+                camera.counters.debug_images += 1
 
     def _throttled_error(self, message: str) -> None:
         """Log `message` unless the same text was logged in the last `ERROR_LOG_PERIOD_S`."""

@@ -1,0 +1,115 @@
+"""A real rclpy graph for node tests: one context on a private domain, an executor spinning in a
+background thread, and a probe node that publishes, subscribes and calls services like any
+other node would (nothing is mocked)."""
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from std_msgs.msg import Header
+
+WAIT_S = 20.0
+
+
+def private_domain_id() -> int:
+    """A domain id unlikely to be shared with another test run on this machine."""
+    return 1 + os.getpid() % 100
+
+
+def header(sequence: int, frame_id: str = "camera") -> Header:
+    return Header(stamp=Time(sec=1_700_000_000 + sequence, nanosec=123_456_789), frame_id=frame_id)
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = WAIT_S, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.005)
+    return value
+
+
+class Inbox:
+    """Messages a subscription received, with the monotonic time each arrived."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: list = []
+        self.arrival_s: list[float] = []
+        self.subscription = None
+
+    def __call__(self, message) -> None:
+        with self._lock:
+            self.messages.append(message)
+            self.arrival_s.append(time.monotonic())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def find(self, predicate: Callable, timeout_s: float = WAIT_S, what: str = "a matching message"):
+        def found():
+            with self._lock:
+                return next((m for m in self.messages if predicate(m)), None)
+
+        return wait_until(found, timeout_s, what)
+
+
+class Graph:
+    """The context, executor and probe node; `add`/`remove` nodes under test."""
+
+    def __init__(self) -> None:
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        self.context = Context()
+        rclpy.init(args=[], context=self.context, domain_id=private_domain_id())
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.probe = Node("probe", context=self.context)
+        self.executor.add_node(self.probe)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def add(self, node: Node) -> Node:
+        self.executor.add_node(node)
+        return node
+
+    def remove(self, node: Node) -> None:
+        self.executor.remove_node(node)
+        node.destroy_node()
+
+    def subscribe(self, message_type, topic: str, qos: QoSProfile | int = 10) -> Inbox:
+        inbox = Inbox()
+        inbox.subscription = self.probe.create_subscription(message_type, topic, inbox, qos)
+        return inbox
+
+    def unsubscribe(self, inbox: Inbox) -> None:
+        self.probe.destroy_subscription(inbox.subscription)
+
+    def rosout(self) -> Inbox:
+        qos = QoSProfile(
+            depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        from rcl_interfaces.msg import Log
+
+        return self.subscribe(Log, "/rosout", qos)
+
+    def publisher(self, message_type, topic: str, qos: QoSProfile = qos_profile_sensor_data):
+        return self.probe.create_publisher(message_type, topic, qos)
+
+    def call(self, client, request, timeout_s: float = WAIT_S):
+        wait_until(client.service_is_ready, timeout_s, f"service {client.srv_name}")
+        future = client.call_async(request)
+        wait_until(future.done, timeout_s, f"a reply from {client.srv_name}")
+        return future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.probe.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=5.0)
