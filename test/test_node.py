@@ -354,7 +354,6 @@ def test_a_burst_faster_than_inference_keeps_only_recent_frames_and_reports_drop
     counters = node.statistics()["image"]
     assert counters.dropped == counters.received - counters.processed
     assert counters.dropped >= 10
-    print(f"burst: inference {inference_s * 1000:.0f} ms, newest frame after {newest_latency_s * 1000:.0f} ms, {counters}")
     rosout.find(
         lambda log: (
             log.name == f"{namespace[1:]}.{NODE_NAME}"
