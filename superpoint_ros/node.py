@@ -114,9 +114,11 @@ class DetectorNode(Node):
         self._error_log_times: dict[str, float] = {}
         self._logged_counters: dict[str, FrameCounters] = {}
         self._batch_timeout_s = self._parameter("batch_timeout")
+        # Configuration mistakes are reported before the (slow) weights are loaded.
+        layout, input_qos = self._camera_layout(), self._input_qos()
         self.detector = self._create_detector()
         self._random_weights = self._parameter("weights") == RANDOM_WEIGHTS
-        self.cameras = self._create_cameras()
+        self.cameras = self._create_cameras(layout, input_qos)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._worker = threading.Thread(target=self._work, name="superpoint_inference", daemon=True)
@@ -258,31 +260,35 @@ class DetectorNode(Node):
             self.get_logger().warn("Random weights: the keypoints are not meaningful.")
         return detector
 
-    def _create_cameras(self) -> list[Camera]:
+    def _camera_layout(self) -> list[tuple[str, str, str]]:
+        """(name, image topic, output prefix) of each camera."""
         topics = self._parameter("image_topics")
         names = self._parameter("camera_names")
         if not topics:
             if names:
                 raise ValueError("camera_names is set but image_topics is not")
-            topics, names, prefixes = ["image"], [""], [""]
-        else:
-            names = names or [f"camera{index}" for index in range(len(topics))]
-            if len(names) != len(topics):
-                raise ValueError(f"camera_names has {len(names)} entries but image_topics has {len(topics)}")
-            if len(set(names)) != len(names) or not all(names):
-                raise ValueError(f"camera_names must be distinct and non-empty, got {names}")
-            prefixes = [f"{name}/" for name in names]
+            return [("image", "image", "")]
+        names = names or [f"camera{index}" for index in range(len(topics))]
+        if len(names) != len(topics):
+            raise ValueError(f"camera_names has {len(names)} entries but image_topics has {len(topics)}")
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"camera_names must be distinct and non-empty, got {names}")
+        return [(name, topic, f"{name}/") for name, topic in zip(names, topics, strict=True)]
+
+    def _input_qos(self) -> QoSProfile:
         qos_name = self._parameter("input_qos")
         if qos_name not in INPUT_QOS_CHOICES:
             raise ValueError(f"input_qos must be one of {', '.join(INPUT_QOS_CHOICES)}, got '{qos_name}'")
-        input_qos = (
-            qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=qos_profile_sensor_data.depth)
-        )
+        if qos_name == "sensor_data":
+            return qos_profile_sensor_data
+        return QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
+
+    def _create_cameras(self, layout: list[tuple[str, str, str]], input_qos: QoSProfile) -> list[Camera]:
         debug = self._parameter("debug_image")
         cameras = []
-        for topic, name, prefix in zip(topics, names, prefixes, strict=True):
+        for name, topic, prefix in layout:
             camera = Camera(
-                name=name or "image",
+                name=name,
                 image_topic=topic,
                 keypoints_publisher=self.create_publisher(KeypointArray, f"{prefix}keypoints", OUTPUT_QOS),
                 debug_publisher=self.create_publisher(Image, f"{prefix}debug_image", OUTPUT_QOS) if debug else None,
