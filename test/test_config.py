@@ -1,0 +1,62 @@
+"""The shipped parameter files, loaded the way `--params-file` loads them."""
+
+import pathlib
+
+import pytest
+import rclpy
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from rclpy.context import Context
+
+from superpoint_ros.node import DetectorNode
+
+from ros_graph import private_domain_id
+
+CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config"
+
+
+@pytest.fixture
+def node_from():
+    """`node_from(yaml_name)`: a DetectorNode started with `--params-file` (random weights)."""
+    started = []
+
+    def start(name: str) -> DetectorNode:
+        context = Context()
+        arguments = ["--ros-args", "--params-file", str(CONFIG / name), "-p", "weights:=random", "-p", "device:=cpu"]
+        rclpy.init(args=arguments, context=context, domain_id=private_domain_id())
+        node = DetectorNode(context=context)
+        started.append((node, context))
+        return node
+
+    yield start
+    for node, context in started:
+        node.destroy_node()
+        context.try_shutdown()
+
+
+def file_parameters(name: str) -> dict:
+    (section,) = yaml.safe_load((CONFIG / name).read_text()).values()
+    return section["ros__parameters"]
+
+
+@pytest.mark.parametrize("name", ["detector.yaml", "two_cameras.yaml"])
+def test_every_value_in_a_shipped_config_reaches_the_node(node_from, name):
+    node = node_from(name)
+    for parameter, value in file_parameters(name).items():
+        if parameter not in ("weights", "device"):
+            assert node.get_parameter(parameter).value == value, parameter
+
+
+def test_the_default_config_runs_one_camera_on_image():
+    parameters = file_parameters("detector.yaml")
+    assert "image_topics" not in parameters
+
+
+def test_the_two_camera_config_publishes_per_camera_topics(node_from):
+    node = node_from("two_cameras.yaml")
+    assert [(camera.name, camera.image_topic) for camera in node.cameras] == [
+        ("left", "left/image_raw"),
+        ("right", "right/image_raw"),
+    ]
+    assert [camera.keypoints_publisher.topic_name for camera in node.cameras] == ["/left/keypoints", "/right/keypoints"]
+    assert [camera.debug_publisher.topic_name for camera in node.cameras] == ["/left/debug_image", "/right/debug_image"]
