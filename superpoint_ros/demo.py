@@ -12,7 +12,6 @@ keypoint count and the end-to-end latency (publish → KeypointArray received), 
 """
 
 import argparse
-import logging
 import math
 import pathlib
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 import rclpy
 from ament_index_python.packages import get_package_share_directory
 from builtin_interfaces.msg import Time
+from huggingface_hub.utils import logging as hub_logging
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -187,8 +187,10 @@ def run(arguments: argparse.Namespace) -> int:
         ros_arguments += ["-p", f"device:={arguments.device}"]
     label = f"  {RANDOM_LABEL}" if arguments.random_weights else ""
     # The loader's own sentence says what failed; the hub client's retry chatter adds nothing.
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    hub_logging.set_verbosity_error()
 
+    source = weights or "the config file's (the Hugging Face hub)"
+    print(f"Starting superpoint_detector with {params_file}, weights {source}.{label}", flush=True)
     rclpy.init(args=ros_arguments)
     try:
         try:
