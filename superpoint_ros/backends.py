@@ -1,0 +1,167 @@
+"""Engines that run the `SuperPoint` network: PyTorch itself, or OpenVINO on the CPU.
+
+Every engine is a callable `network(grey) -> (scores, descriptor_map)` with the shapes and
+meaning of `SuperPoint.forward`, taking and returning torch tensors on the detector's device.
+The post-processing after it is the same torch code whichever engine ran.
+
+- `torch`: the module as it is. On CUDA it runs in `channels_last` with cuDNN's autotuner, and
+  optionally in half precision. On the CPU it keeps PyTorch's default layout, whose scores are
+  bit-identical to the reference implementation's.
+- `openvino`: the same layers rebuilt as an OpenVINO graph from the module's parameters, compiled
+  once per input shape. About twice as fast as PyTorch on a 2-core AVX-512 CPU, in float32.
+  Its scores differ from PyTorch's by float rounding (a few 1e-9), which can only matter where
+  two pixels of a non-maximum-suppression window hold equal scores (see test_backends.py).
+- `auto`: OpenVINO on the CPU when it is installed, else `torch`.
+"""
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from superpoint_ros.model import CELL_SIZE, SuperPoint
+
+BACKENDS = ("auto", "torch", "openvino")
+PRECISIONS = ("float32", "float16", "bfloat16")
+
+Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The engine `backend` means on `device`; an explicit choice that cannot run raises."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "openvino" if device.type == "cpu" and openvino_available() else "torch"
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise ValueError(f"the openvino backend runs on the CPU only, not on {device}")
+        if not openvino_available():
+            raise ValueError("backend 'openvino' was asked for, but the openvino package is not installed")
+    return backend
+
+
+def build_network(model: SuperPoint, backend: str, device: torch.device, precision: str = "float32") -> Network:
+    """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`.
+
+    `precision` other than float32 is a CUDA-only, opt-in speed mode: scores and descriptors
+    then differ from the float32 ones beyond the parity tolerances.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "float32" and device.type != "cuda":
+        raise ValueError(f"precision {precision!r} is only offered on CUDA; the CPU runs float32")
+    if backend == "openvino":
+        return OpenVinoNetwork(model)
+    if device.type == "cuda":
+        return CudaTorchNetwork(model, getattr(torch, precision))
+    return model
+
+
+class CudaTorchNetwork:
+    """The module on a GPU: NHWC convolutions, autotuned by cuDNN per input shape."""
+
+    def __init__(self, model: SuperPoint, dtype: torch.dtype) -> None:
+        torch.backends.cudnn.benchmark = True
+        self.dtype = dtype
+        self.model = model.to(dtype=dtype, memory_format=torch.channels_last)
+
+    def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, descriptor_map = self.model(grey.to(self.dtype).contiguous(memory_format=torch.channels_last))
+        return scores.float(), descriptor_map.float().contiguous()
+
+
+class OpenVinoNetwork:
+    """SuperPoint as an OpenVINO graph, float32 throughout.
+
+    The graph is built from the module's parameters (no tracing, so building takes milliseconds),
+    and compiled for each new input shape; the last few compiled shapes are kept. Calls are
+    serialised: an OpenVINO infer request is not re-entrant.
+    """
+
+    kept_shapes = 4
+
+    def __init__(self, model: SuperPoint) -> None:
+        import openvino
+
+        self._openvino = openvino
+        self._core = openvino.Core()
+        self._graph = _openvino_graph(model)
+        self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _request_for(self, shape: tuple[int, ...]):
+        request = self._requests.get(shape)
+        if request is None:
+            graph = self._graph.clone()
+            graph.reshape({0: self._openvino.PartialShape(list(shape))})
+            compiled = self._core.compile_model(
+                graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+            )
+            request = compiled.create_infer_request()
+            self._requests[shape] = request
+            if len(self._requests) > self.kept_shapes:
+                self._requests.popitem(last=False)
+        else:
+            self._requests.move_to_end(shape)
+        return request
+
+    def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = np.ascontiguousarray(grey.numpy(force=True))
+        with self._lock:
+            request = self._request_for(pixels.shape)
+            # share_outputs=False copies the results out of the request's buffers, which the
+            # next call overwrites.
+            outputs = request.infer({0: pixels}, share_inputs=True, share_outputs=False)
+        scores, descriptor_map = (torch.from_numpy(outputs[index]) for index in range(2))
+        return scores, descriptor_map
+
+
+def _openvino_graph(model: SuperPoint):
+    """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size."""
+    import openvino
+    import openvino.opset13 as ops
+
+    def parameters(conv: torch.nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            conv.weight.detach().cpu().float().numpy(),
+            conv.bias.detach().cpu().float().numpy().reshape(1, -1, 1, 1),
+        )
+
+    def conv(x, layer: torch.nn.Conv2d, relu: bool):
+        weight, bias = parameters(layer)
+        pad = layer.padding[0]
+        y = ops.add(
+            ops.convolution(x, ops.constant(weight), [1, 1], [pad, pad], [pad, pad], [1, 1]), ops.constant(bias)
+        )
+        return ops.relu(y) if relu else y
+
+    images = ops.parameter(openvino.PartialShape([-1, 1, -1, -1]), openvino.Type.f32, name="images")
+    x = images
+    for block in model.encoder.conv_blocks:
+        x = conv(conv(x, block.conv_a, relu=True), block.conv_b, relu=True)
+        if block.pool:
+            x = ops.max_pool(x, [2, 2], [1, 1], [0, 0], [0, 0], [2, 2]).output(0)
+    keypoint_head, descriptor_head = model.keypoint_decoder, model.descriptor_decoder
+    logits = conv(conv(x, keypoint_head.conv_score_a, relu=True), keypoint_head.conv_score_b, relu=False)
+    probabilities = ops.softmax(logits, 1)
+    cell_positions = CELL_SIZE * CELL_SIZE
+    probabilities = ops.slice(probabilities, np.array([0]), np.array([cell_positions]), np.array([1]), np.array([1]))
+    # depth_first DepthToSpace orders channels as pixel_shuffle does.
+    scores = ops.squeeze(ops.depth_to_space(probabilities, "depth_first", CELL_SIZE), np.array([1]))
+    descriptors = conv(
+        conv(x, descriptor_head.conv_descriptor_a, relu=True), descriptor_head.conv_descriptor_b, relu=False
+    )
+    # max(sum of squares, 1e-24) under the root = max(norm, 1e-12), torch's `normalize` default.
+    descriptors = ops.normalize_l2(descriptors, np.array([1]), 1e-24, "max")
+    return openvino.Model([scores, descriptors], [images], "superpoint")

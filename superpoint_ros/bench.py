@@ -1,0 +1,400 @@
+"""Pipeline benchmark: our `Detector`, stage by stage, against transformers' SuperPoint.
+
+```
+python -m superpoint_ros.bench                 # all sizes and batches, CPU (+ CUDA when present)
+python -m superpoint_ros.bench --quick         # 480×640, batch 1, a few runs
+python -m superpoint_ros.bench --sizes 480x640 --batches 1,4 --runs 20 --weights path/to/weights
+```
+
+For every device × size × batch it first checks that both pipelines find the same keypoints
+(`superpoint_ros.reference`: four borders, near-tie flips of non-PyTorch engines explained), and
+stops without reporting anything if they do not. Then it times them interleaved, run by run,
+on the same images and weights:
+
+- ours: `Detector.detect_batch`, split at its stages `preprocess` (numpy → grey tensor on the
+  device), `network`, `postprocess` (NMS, threshold, borders, top-k), `descriptors` (sampling)
+  and `to_host` (numpy results). On CUDA every stage boundary synchronises.
+- the baseline: `SuperPointForKeypointDetection` forward plus `post_process_keypoint_detection`
+  on pixel values prepared beforehand (its image processor is not timed).
+
+It prints a table, writes `benchmarks/latest.json` and appends an entry to `BENCHMARKS.md`,
+both under `--output-dir` (default: the current directory). Without `--weights` it builds random
+weights in the hub layout (`benchmark_weights`), as no hub is needed or assumed.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from superpoint_ros.detector import DetectionSettings, Detector
+
+STAGES = ("preprocess", "network", "postprocess", "descriptors", "to_host")
+SIZES = ((240, 320), (480, 640), (720, 1280))
+BATCHES = (1, 4)
+SCORE_TOLERANCE = 1e-5
+DESCRIPTOR_TOLERANCE = 1e-4
+WARMUP_RUNS = 2
+
+
+def runs_for(height: int, width: int, batch: int) -> int:
+    """Timed runs of one case: fewer for big inputs, so that a full CPU run takes minutes."""
+    pixels = height * width * batch
+    return int(np.clip(round(30 * 480 * 640 / pixels), 5, 40))
+
+
+def benchmark_weights(directory: pathlib.Path, seed: int = 0) -> pathlib.Path:
+    """Random SuperPoint weights in the hub layout whose keypoints follow the image content.
+
+    Default-initialised random weights give every 8×8 cell the same winning pixel whatever the
+    image, so a threshold keeps all cells or none. He-initialised convolutions (zero biases)
+    keep the activations' spread through the encoder, and a large "no keypoint" bias makes the
+    threshold bite: about a thousand keypoints in a 480×640 benchmark scene at the default
+    settings, like trained weights on a natural image.
+    """
+    import transformers
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = transformers.SuperPointForKeypointDetection(transformers.SuperPointConfig())
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                    torch.nn.init.zeros_(module.bias)
+            score_layer = model.keypoint_decoder.conv_score_b
+            score_layer.weight.mul_(4.0)
+            score_layer.bias[-1] = 9.5
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def benchmark_scene(height: int, width: int, seed: int) -> np.ndarray:
+    """A BGR uint8 scene: shaded background, filled and outlined shapes, lines, sensor noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    shading = 110 + 50 * np.sin(x / (width / 3) + seed) * np.cos(y / (height / 2))
+    image = np.repeat(shading[..., None], 3, axis=2).astype(np.uint8)
+    for _ in range(30 * height * width // (480 * 640) + 10):
+        colour = tuple(int(value) for value in rng.integers(0, 256, 3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        size = int(rng.integers(5, max(6, min(height, width) // 6)))
+        thickness = -1 if rng.random() < 0.5 else 2
+        shape = rng.integers(3)
+        if shape == 0:
+            cv2.circle(image, centre, size, colour, thickness)
+        elif shape == 1:
+            cv2.rectangle(image, centre, (centre[0] + size, centre[1] + size // 2), colour, thickness)
+        else:
+            cv2.line(image, centre, (int(rng.integers(0, width)), int(rng.integers(0, height))), colour, 2)
+    noise = rng.normal(0.0, 2.0, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    for package in ("openvino", "transformers"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            info[package] = None
+    return info
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """Median and 90th percentile, in milliseconds."""
+    values = np.asarray(samples) * 1e3
+    return {"p50": float(np.median(values)), "p90": float(np.percentile(values, 90))}
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclasses.dataclass
+class Case:
+    device: str
+    backend: str
+    height: int
+    width: int
+    batch: int
+    runs: int
+    keypoints_per_image: float
+    rounding_flips: int
+    ours: dict[str, dict[str, float]]
+    reference: dict[str, dict[str, float]] | None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.reference is None:
+            return None
+        return self.reference["total"]["p50"] / self.ours["total"]["p50"]
+
+
+class ParityError(RuntimeError):
+    """Our keypoints differ from the reference's: no timing may be reported."""
+
+
+def time_case(detector: Detector, reference_model, images: list[np.ndarray], runs: int) -> tuple[dict, dict | None]:
+    """Per-stage and total times of ours and of the reference, interleaved run by run."""
+    from superpoint_ros.reference import configure_reference, reference_pixel_values, reference_processor
+
+    device = detector.device
+    ours: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+    theirs: dict[str, list[float]] = {"forward": [], "post_process": [], "total": []}
+    if reference_model is not None:
+        configure_reference(reference_model, detector.settings)
+        pixel_values = reference_pixel_values(images).to(device)
+        sizes = [image.shape[:2] for image in images]
+        post_process = reference_processor().post_process_keypoint_detection
+
+    def run_ours(record: bool) -> None:
+        stamps: list[tuple[str, float]] = []
+
+        def mark(stage: str) -> None:
+            _synchronise(device)
+            stamps.append((stage, time.perf_counter()))
+
+        _synchronise(device)
+        start = time.perf_counter()
+        detector.detect_batch(images, mark=mark)
+        if record:
+            previous = start
+            for stage, stamp in stamps:
+                ours[stage].append(stamp - previous)
+                previous = stamp
+            ours["total"].append(previous - start)
+
+    def run_theirs(record: bool) -> None:
+        _synchronise(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            outputs = reference_model(pixel_values=pixel_values)
+            _synchronise(device)
+            middle = time.perf_counter()
+            post_process(outputs, sizes)
+            _synchronise(device)
+        end = time.perf_counter()
+        if record:
+            theirs["forward"].append(middle - start)
+            theirs["post_process"].append(end - middle)
+            theirs["total"].append(end - start)
+
+    steps = [run_ours] if reference_model is None else [run_ours, run_theirs]
+    for run in range(WARMUP_RUNS + runs):
+        # Alternate who goes first, so that neither always runs on the other's warm caches.
+        for step in steps if run % 2 == 0 else steps[::-1]:
+            step(record=run >= WARMUP_RUNS)
+    ours_summary = {name: percentiles(samples) for name, samples in ours.items()}
+    if reference_model is None:
+        return ours_summary, None
+    return ours_summary, {name: percentiles(samples) for name, samples in theirs.items()}
+
+
+def check_parity(detector: Detector, reference_model, images: list[np.ndarray]) -> tuple[float, int]:
+    """Mean keypoints per image and rounding flips; raises `ParityError` on a real difference."""
+    from superpoint_ros.reference import check_against_reference
+
+    report = check_against_reference(detector, reference_model, images, detector.settings)
+    problems = report.failures(SCORE_TOLERANCE, DESCRIPTOR_TOLERANCE)
+    if problems:
+        raise ParityError("; ".join(problems))
+    return float(np.mean([c.count for c in report.comparisons])), report.rounding_flips
+
+
+def format_table(cases: list[Case]) -> str:
+    """Milliseconds per batch; stage columns are medians, `ours`/`transformers` are p50 / p90."""
+    header = (
+        "| device | backend | size | batch | kp/img | "
+        + " | ".join(STAGES)
+        + " | ours p50 / p90 | transformers p50 / p90 (fwd + post) | speed-up |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for case in cases:
+        stages = " | ".join(f"{case.ours[stage]['p50']:.1f}" for stage in STAGES)
+        ours = f"{case.ours['total']['p50']:.1f} / {case.ours['total']['p90']:.1f}"
+        if case.reference is None:
+            theirs, speedup = "not run", "–"
+        else:
+            reference = case.reference
+            theirs = (
+                f"{reference['total']['p50']:.1f} / {reference['total']['p90']:.1f} "
+                f"({reference['forward']['p50']:.1f} + {reference['post_process']['p50']:.1f})"
+            )
+            speedup = f"{case.speedup:.2f}×"
+        lines.append(
+            f"| {case.device} | {case.backend} | {case.height}×{case.width} | {case.batch} | "
+            f"{case.keypoints_per_image:.0f} | {stages} | {ours} | {theirs} | {speedup} |"
+        )
+    return "\n".join(lines)
+
+
+def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write `benchmarks/latest.json` and append an entry to `BENCHMARKS.md` (created if absent)."""
+    json_path = output_dir / "benchmarks" / "latest.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    markdown = output_dir / "BENCHMARKS.md"
+    if not markdown.exists():
+        markdown.write_text(
+            "# Benchmarks\n\nEntries appended by `make bench` (`python -m superpoint_ros.bench`), newest last.\n"
+        )
+    machine = record["machine"]
+    load_start, load_end = record["load_average"]["start"], record["load_average"]["end"]
+    flips = sum(case["rounding_flips"] for case in record["cases"])
+    entry = [
+        "",
+        f"## {record['date']}: {machine['cpu']}, GPU {machine['gpu'] or 'none'}",
+        "",
+        f"- Command: `{record['command']}`",
+        f"- Machine: {machine['cores']} cores ({machine['torch_threads']} torch threads), Python "
+        f"{machine['python']}, torch {machine['torch']}, OpenVINO {machine['openvino'] or 'not installed'}, "
+        f"transformers {machine['transformers'] or 'not installed'}",
+        f"- Load average (1/5/15 min) at start {_load(load_start)}, at end {_load(load_end)}",
+        f"- Weights: {record['weights']}; settings: {record['settings']}",
+        f"- Parity: the same keypoints as transformers in every case (four borders); "
+        f"{flips} keypoints flipped on near-ties by rounding",
+        "- Milliseconds per batch; stage columns are medians",
+        "",
+        table,
+        "",
+    ]
+    with markdown.open("a") as stream:
+        stream.write("\n".join(entry))
+    return json_path, markdown
+
+
+def _load(load: list[float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in load)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="480x640, batch 1, 5 runs: a smoke test")
+    parser.add_argument("--sizes", default=",".join(f"{h}x{w}" for h, w in SIZES), help="HxW,HxW,...")
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="comma-separated batch sizes")
+    parser.add_argument("--devices", default="auto", help="cpu,cuda or auto (the CPU, and CUDA when present)")
+    parser.add_argument("--backend", default="auto", help="Detector backend: auto, torch or openvino")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default: by size)")
+    parser.add_argument("--weights", default=None, help="weights for both pipelines (hub-layout dir)")
+    parser.add_argument("--no-reference", action="store_true", help="skip transformers (no parity check!)")
+    parser.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path.cwd())
+    parser.add_argument("--no-write", action="store_true", help="print only; write no files")
+    parser.add_argument("--node", action="store_true", help="also run the ROS node benchmark")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.batches, args.runs = "480x640", "1", args.runs or 5
+    args.sizes = [tuple(int(side) for side in size.lower().split("x")) for size in args.sizes.split(",")]
+    args.batches = [int(batch) for batch in args.batches.split(",")]
+    if args.devices == "auto":
+        args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    else:
+        args.devices = args.devices.split(",")
+    return args
+
+
+def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note: str) -> dict:
+    settings = DetectionSettings()
+    cases: list[Case] = []
+    for device in args.devices:
+        detector = Detector(weights=weights, device=device, backend=args.backend)
+        reference_model = None
+        if not args.no_reference:
+            from superpoint_ros.reference import load_reference_model
+
+            reference_model = load_reference_model(weights, detector.device)
+        for height, width in args.sizes:
+            for batch in args.batches:
+                images = [benchmark_scene(height, width, seed) for seed in range(batch)]
+                if reference_model is not None:
+                    keypoints, flips = check_parity(detector, reference_model, images)
+                else:
+                    keypoints = float(np.mean([len(d.scores) for d in detector.detect(images)]))
+                    flips = 0
+                runs = args.runs or runs_for(height, width, batch)
+                ours, theirs = time_case(detector, reference_model, images, runs)
+                case = Case(device, detector.backend, height, width, batch, runs, keypoints, flips, ours, theirs)
+                cases.append(case)
+                print(format_table([case]).splitlines()[-1], f"load {_load(os.getloadavg())}", flush=True)
+    return {
+        "settings": dataclasses.asdict(settings),
+        "weights": weights_note,
+        "cases": [{**dataclasses.asdict(case), "speedup": case.speedup} for case in cases],
+        "table": format_table(cases),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    load_start = os.getloadavg()
+    record = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(["python", "-m", "superpoint_ros.bench", *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine_info(),
+    }
+    print(f"{record['date']}  {record['machine']}  load {_load(load_start)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="superpoint_bench_") as scratch:
+        if args.weights is None:
+            weights = str(benchmark_weights(pathlib.Path(scratch) / "weights"))
+            weights_note = "random, hub layout (`bench.benchmark_weights`, seed 0)"
+        else:
+            weights, weights_note = args.weights, args.weights
+        try:
+            record.update(run_pipeline_benchmark(args, weights, weights_note))
+        except ParityError as error:
+            print(f"Not reporting timings: our keypoints differ from transformers': {error}", file=sys.stderr)
+            return 1
+        if args.node:
+            from superpoint_ros.bench_node import run_node_benchmark
+
+            record["node"] = run_node_benchmark(weights)
+    record["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
+    print()
+    print(record["table"])
+    if "node" in record:
+        print()
+        print(record["node"]["table"])
+    if not args.no_write:
+        for path in write_reports(args.output_dir, record, record["table"] + _node_section(record)):
+            print(f"wrote {path}")
+    return 0
+
+
+def _node_section(record: dict) -> str:
+    if "node" not in record:
+        return ""
+    return "\n\nNode benchmark (ROS 2 graph, one process):\n\n" + record["node"]["table"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
