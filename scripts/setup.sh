@@ -20,7 +20,7 @@ ros_packages=(
 )
 python_packages=(
   torch==2.13.0 numpy opencv-python-headless safetensors huggingface_hub pyyaml
-  pytest ruff transformers pillow
+  openvino==2026.4.1 pytest ruff transformers pillow
 )
 
 stamp="$venv/.setup-complete"

@@ -205,7 +205,7 @@ class ParityReport:
     """A detector against the reference on one batch, image by image."""
 
     comparisons: list[Comparison]
-    raw_difference: float
+    raw_difference: float | None  # largest |ours − reference| raw score; only computed on a mismatch
     unexplained: list[list[tuple[int, int]]]
 
     @property
@@ -236,7 +236,7 @@ def check_against_reference(detector, model, images_bgr: list[np.ndarray], setti
     ours = detector.detect_batch(images_bgr, settings=settings)
     theirs = reference_detections(model, images_bgr, settings)
     comparisons = [compare(mine, reference) for mine, reference in zip(ours, theirs, strict=True)]
-    raw_difference = 0.0
+    raw_difference = None
     unexplained = [[] for _ in images_bgr]
     if any(not comparison.same_keypoints for comparison in comparisons):
         from superpoint_ros.images import to_grey_batch
