@@ -310,17 +310,34 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-reference", action="store_true", help="skip transformers (no parity check!)")
     parser.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path.cwd())
     parser.add_argument("--no-write", action="store_true", help="print only; write no files")
-    parser.add_argument("--node", action="store_true", help="also run the ROS node benchmark")
+    parser.add_argument(
+        "--node",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the ROS node benchmark too (default: when rclpy and our messages import, except with --quick)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.batches, args.runs = "480x640", "1", args.runs or 5
     args.sizes = [tuple(int(side) for side in size.lower().split("x")) for size in args.sizes.split(",")]
     args.batches = [int(batch) for batch in args.batches.split(",")]
+    if args.node is None:
+        args.node = not args.quick and _ros_available()
     if args.devices == "auto":
         args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     else:
         args.devices = args.devices.split(",")
     return args
+
+
+def _ros_available() -> bool:
+    try:
+        import rclpy  # noqa: F401
+
+        import superpoint_ros.msg  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note: str) -> dict:
@@ -377,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.node:
             from superpoint_ros.bench_node import run_node_benchmark
 
+            print("node benchmark: 480×640, 1 and 2 cameras, over DDS", flush=True)
             record["node"] = run_node_benchmark(weights)
     record["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     print()

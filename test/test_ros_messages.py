@@ -1,5 +1,7 @@
 """Building KeypointArray and Image messages from arrays, and reading them back."""
 
+import array
+
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
@@ -57,3 +59,22 @@ def test_an_image_message_round_trips_through_serialisation():
     assert received.header == header(3, "optical")
     assert (received.encoding, received.step) == ("bgr8", 96)
     np.testing.assert_array_equal(decode_image_message(received).pixels, bgr)
+
+
+def test_array_fields_are_filled_with_array_array_not_numpy(monkeypatch):
+    # Given a numpy array, the generated setter converts it element by element (~13 ms for
+    # 1000×256 floats here, ~50 ms with ROS_PYTHON_CHECK_FIELDS=1); an array.array('f') is
+    # stored or memcpy'd. keypoint_array_message must hand the setters array.array.
+    assigned = {}
+    for field in ("keypoints", "scores", "descriptors"):
+        generated = getattr(KeypointArray, field)
+
+        def record(message, value, field=field, generated=generated):
+            assigned[field] = value
+            generated.fset(message, value)
+
+        monkeypatch.setattr(KeypointArray, field, property(generated.fget, record))
+    message = keypoint_array_message(random_detections(2000), header(1), 480, 640, 256)
+    for field in ("keypoints", "scores", "descriptors"):
+        assert isinstance(assigned[field], array.array) and assigned[field].typecode == "f", field
+    assert len(message.descriptors) == 2000 * 256
