@@ -24,6 +24,7 @@ at run time (the next frame uses them); every other parameter is read-only.
 """
 
 import dataclasses
+import sys
 import threading
 import time
 
@@ -36,14 +37,15 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
-from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.exceptions import NameValidationException, ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from superpoint_ros.detector import DetectionSettings, Detector
+from superpoint_ros.detector import Detections, DetectionSettings, Detector
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError
 from superpoint_ros.msg import KeypointArray
@@ -76,8 +78,8 @@ class FrameCounters:
 class Camera:
     name: str
     image_topic: str
-    keypoints_publisher: object
-    debug_publisher: object | None
+    keypoints_publisher: Publisher
+    debug_publisher: Publisher | None
     counters: FrameCounters = dataclasses.field(default_factory=FrameCounters)
 
 
@@ -102,8 +104,9 @@ def _float_range(low: float, high: float) -> dict:
 
 
 class DetectorNode(Node):
-    """See the module docstring. Raises `WeightsError`, `ValueError` or a `ParameterException`
-    when it cannot start; `main` turns those into one log line and a non-zero exit."""
+    """See the module docstring. Raises `WeightsError`, `ValueError`, a `ParameterException` or
+    a `NameValidationException` when it cannot start; `main` turns those into one log line and a
+    non-zero exit."""
 
     def __init__(self, **node_options) -> None:
         super().__init__(NODE_NAME, **node_options)
@@ -257,7 +260,7 @@ class DetectorNode(Node):
         reason = ", no CUDA GPU seen" if requested_device == "auto" and device.type == "cpu" else ""
         self.get_logger().info(f"SuperPoint runs on {where} (device '{requested_device}'{reason}); weights: {weights}")
         if weights == RANDOM_WEIGHTS:
-            self.get_logger().warn("Random weights: the keypoints are not meaningful.")
+            self.get_logger().warning("Random weights: the keypoints are not meaningful.")
         return detector
 
     def _camera_layout(self) -> list[tuple[str, str, str]]:
@@ -371,7 +374,7 @@ class DetectorNode(Node):
             for frame, detections in zip(batch, results, strict=True):
                 self._publish(frame, detections)
 
-    def _publish(self, frame: Frame, detections) -> None:
+    def _publish(self, frame: Frame, detections: Detections) -> None:
         message = frame.message
         camera = frame.camera
         camera.keypoints_publisher.publish(
@@ -420,13 +423,21 @@ class DetectorNode(Node):
         super().destroy_node()
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; 1 (after one fatal log line) if it cannot start."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as error:  # rclpy's RCLError: unusable --ros-args, such as an unreadable params file
+        print(f"[FATAL] [{NODE_NAME}]: Cannot start: {_one_line(error)}", file=sys.stderr)
+        return 1
     try:
         node = DetectorNode()
-    except (WeightsError, ValueError, ParameterException) as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"Cannot start: {error}")
+    except (WeightsError, ValueError, ParameterException, NameValidationException) as error:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"Cannot start: {_one_line(error)}")
         rclpy.try_shutdown()
         return 1
     try:

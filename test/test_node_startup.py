@@ -42,6 +42,8 @@ CASES = {
     "out-of-range parameter": (["-p", "weights:=random", "-p", "nms_radius:=-3"], "nms_radius out of range"),
     "half a resize": (["-p", "weights:=random", "-p", "resize_height:=240"], "resize_height and resize_width"),
     "unknown input QoS": (["-p", "weights:=random", "-p", "input_qos:=fast"], "input_qos must be one of"),
+    "invalid topic name": (["-p", "weights:=random", "-p", "image_topics:=[left cam]"], "Invalid topic name"),
+    "unreadable params file": (["--params-file", "/nonexistent/detector.yaml"], "Couldn't parse params file"),
 }
 
 
@@ -72,4 +74,5 @@ def test_a_failed_start_exits_non_zero_with_one_clear_line_and_no_traceback(outc
     fatal = [line for line in stderr.splitlines() if "[FATAL]" in line]
     assert len(fatal) == 1, stderr
     assert "[superpoint_detector]: Cannot start: " in fatal[0]
+    assert stderr.strip().splitlines()[-1] == fatal[0], "the fatal line is the last word"
     assert expected in fatal[0]
