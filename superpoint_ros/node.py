@@ -17,7 +17,9 @@ someone subscribes to it.
 Latency stays bounded: the subscription callback only keeps the newest frame of each camera;
 a worker thread runs the network on whatever is pending, all cameras in one batch, and frames
 replaced before the worker took them are counted as dropped and logged every
-`statistics_period` seconds.
+`statistics_period` seconds. (Frames the middleware itself discards never reach the node and
+are not counted: its queue keeps the newest 5. With Fast DDS, best-effort frames over 512 KB
+between processes need `config/fastdds_large_images.xml`.)
 
 `keypoint_threshold`, `nms_radius`, `max_keypoints` and `border_removal_distance` can be set
 at run time (the next frame uses them); every other parameter is read-only.
