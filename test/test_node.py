@@ -392,7 +392,10 @@ def test_bad_inputs_are_dropped_with_an_error_naming_the_problem_and_the_node_go
         bad = malformed(100 + sequence, **fields)
         publisher.publish(bad)
         wait_until(lambda rejected=rejected: node.statistics()["image"].rejected > rejected, what=problem)
-        rosout.find(lambda log, problem=problem: problem in log.msg and log.level >= 40, what=f"error '{problem}'")
+        rosout.find(
+            lambda log, problem=problem: problem in log.msg and log.level >= 40 and log.name.startswith(namespace[1:]),
+            what=f"error '{problem}'",
+        )
         good = scene(sequence)
         received = exchange(publisher, inbox, image_message(good, "bgr8", header(sequence)))
         assert_detections_equal(received, reference.detect([good])[0])

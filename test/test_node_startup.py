@@ -3,8 +3,10 @@ non-zero exit status, never a traceback."""
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -76,3 +78,20 @@ def test_a_failed_start_exits_non_zero_with_one_clear_line_and_no_traceback(outc
     assert "[superpoint_detector]: Cannot start: " in fatal[0]
     assert stderr.strip().splitlines()[-1] == fatal[0], "the fatal line is the last word"
     assert expected in fatal[0]
+
+
+def test_a_running_node_stops_cleanly_on_ctrl_c():
+    process = start(["-p", "weights:=random", "-p", "device:=cpu"])
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        started = ""
+        while "SuperPoint runs on" not in started and time.monotonic() < deadline:
+            started += process.stderr.readline()
+        assert "SuperPoint runs on" in started
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in started + stdout + stderr
