@@ -271,6 +271,16 @@ def test_every_parameter_is_described_and_every_number_has_a_range(graph, start_
             assert descriptor.floating_point_range, descriptor.name
 
 
+def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(graph, start_node):
+    node, namespace = start_node(resize_height=64, resize_width=80)
+    publisher, inbox = connect(graph, node, namespace)
+    image = scene(13)
+    received = exchange(publisher, inbox, image_message(image, "bgr8", header(1)))
+    (expected,) = Detector(weights="random", device="cpu", resize=(64, 80)).detect([image])
+    assert (received.height, received.width) == (HEIGHT, WIDTH)
+    assert_detections_equal(received, expected)
+
+
 def test_two_cameras_each_get_their_own_keypoints_from_one_batch(graph, start_node, reference):
     node, namespace = start_node(image_topics=["left/image_raw", "/elsewhere/right/image_raw"], batch_timeout=0.1)
     assert [camera.name for camera in node.cameras] == ["camera0", "camera1"]
