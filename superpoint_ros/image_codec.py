@@ -134,10 +134,10 @@ def encode_image(pixels: np.ndarray, encoding: str) -> EncodedImage:
     """Pack `pixels` (`H×W` or `H×W×C`, matching `encoding`'s dtype and channel count)."""
     layout = ENCODINGS.get(encoding)
     if layout is None:
-        raise ImageDecodeError(f"unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)})")
+        raise ValueError(f"unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)})")
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if pixels.ndim not in (2, 3) or channels != layout.channels or pixels.dtype != layout.dtype:
-        raise ImageDecodeError(
+        raise ValueError(
             f"{encoding} needs {layout.channels} channel(s) of {layout.dtype}, "
             f"got shape {pixels.shape} of {pixels.dtype}"
         )

@@ -118,3 +118,16 @@ def test_malformed_or_unsupported_images_raise_an_error_naming_the_problem(chang
     encoded = encode_image(pixels_for("bgr8"), "bgr8")
     with pytest.raises(ImageDecodeError, match=problem):
         decode(encoded, **changes)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "encoding"),
+    [
+        (np.zeros((4, 4), np.uint8), "bgr8"),
+        (np.zeros((4, 4, 3), np.uint16), "bgr8"),
+        (np.zeros((4, 4), np.uint8), "yuv422"),
+    ],
+)
+def test_encoding_refuses_arrays_that_do_not_fit_the_encoding(pixels, encoding):
+    with pytest.raises(ValueError, match=encoding):
+        encode_image(pixels, encoding)
