@@ -12,6 +12,11 @@ The post-processing after it is the same torch code whichever engine ran.
   Its scores differ from PyTorch's by float rounding (a few 1e-9), which can only matter where
   two pixels of a non-maximum-suppression window hold equal scores (see test_backends.py).
 - `auto`: OpenVINO on the CPU when it is installed, else `torch`.
+
+`precision` other than float32 is an opt-in speed mode, off by default because its keypoints and
+descriptors drift from the reference's beyond the parity tolerances: float16 or bfloat16 on CUDA,
+bfloat16 with OpenVINO on a CPU that has bf16 instructions (about 2× faster here; BENCHMARKS.md
+lists its keypoint overlap and descriptor cosine against float32).
 """
 
 import threading
@@ -52,17 +57,16 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def build_network(model: SuperPoint, backend: str, device: torch.device, precision: str = "float32") -> Network:
-    """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`.
-
-    `precision` other than float32 is a CUDA-only, opt-in speed mode: scores and descriptors
-    then differ from the float32 ones beyond the parity tolerances.
-    """
+    """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "float32" and device.type != "cuda":
-        raise ValueError(f"precision {precision!r} is only offered on CUDA; the CPU runs float32")
+    if device.type == "cpu" and precision != "float32" and (backend, precision) != ("openvino", "bfloat16"):
+        raise ValueError(
+            f"precision {precision!r} is not offered on the CPU with the {backend} backend: "
+            "the CPU runs float32, or bfloat16 with openvino"
+        )
     if backend == "openvino":
-        return OpenVinoNetwork(model)
+        return OpenVinoNetwork(model, precision)
     if device.type == "cuda":
         return CudaTorchNetwork(model, getattr(torch, precision))
     return model
@@ -82,7 +86,7 @@ class CudaTorchNetwork:
 
 
 class OpenVinoNetwork:
-    """SuperPoint as an OpenVINO graph, float32 throughout.
+    """SuperPoint as an OpenVINO graph, float32 throughout unless `precision="bfloat16"`.
 
     The graph is built from the module's parameters (no tracing, so building takes milliseconds),
     and compiled for each new input shape; the last few compiled shapes are kept. Calls are
@@ -91,10 +95,14 @@ class OpenVinoNetwork:
 
     kept_shapes = 4
 
-    def __init__(self, model: SuperPoint) -> None:
+    def __init__(self, model: SuperPoint, precision: str = "float32") -> None:
         import openvino
 
         self._openvino = openvino
+        self._config = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        }
         self._core = openvino.Core()
         self._graph = _openvino_graph(model)
         self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
@@ -105,9 +113,7 @@ class OpenVinoNetwork:
         if request is None:
             graph = self._graph.clone()
             graph.reshape({0: self._openvino.PartialShape(list(shape))})
-            compiled = self._core.compile_model(
-                graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-            )
+            compiled = self._core.compile_model(graph, "CPU", self._config)
             request = compiled.create_infer_request()
             self._requests[shape] = request
             if len(self._requests) > self.kept_shapes:

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import torch
 
-from superpoint_ros.detector import DetectionSettings, Detector
+from superpoint_ros.detector import Detections, DetectionSettings, Detector
 
 STAGES = ("preprocess", "network", "postprocess", "descriptors", "to_host")
 SIZES = ((240, 320), (480, 640), (720, 1280))
@@ -149,8 +149,9 @@ class Case:
     width: int
     batch: int
     runs: int
+    precision: str
     keypoints_per_image: float
-    rounding_flips: int
+    check: str  # how the keypoints were checked, and the result
     ours: dict[str, dict[str, float]]
     reference: dict[str, dict[str, float]] | None
 
@@ -221,21 +222,45 @@ def time_case(detector: Detector, reference_model, images: list[np.ndarray], run
     return ours_summary, {name: percentiles(samples) for name, samples in theirs.items()}
 
 
-def check_parity(detector: Detector, reference_model, images: list[np.ndarray]) -> tuple[float, int]:
-    """Mean keypoints per image and rounding flips; raises `ParityError` on a real difference."""
+def check_parity(detector: Detector, reference_model, images: list[np.ndarray]) -> str:
+    """A note on how `detector` agrees with the reference; raises `ParityError` on a real difference."""
     from superpoint_ros.reference import check_against_reference
 
     report = check_against_reference(detector, reference_model, images, detector.settings)
     problems = report.failures(SCORE_TOLERANCE, DESCRIPTOR_TOLERANCE)
     if problems:
         raise ParityError("; ".join(problems))
-    return float(np.mean([c.count for c in report.comparisons])), report.rounding_flips
+    if report.rounding_flips:
+        return f"= transformers ({report.rounding_flips} near-tie flips)"
+    return "= transformers"
+
+
+def agreement(candidate: list[Detections], baseline: list[Detections]) -> dict[str, float]:
+    """How far a reduced-precision run strays from float32 on the same images.
+
+    `keypoint_overlap`: the share of `baseline` keypoints that `candidate` finds at the same
+    pixel; `cosine_min`/`cosine_median`: between the two descriptors of each shared keypoint.
+    """
+    found, total, cosines = 0, 0, []
+    for ours, theirs in zip(candidate, baseline, strict=True):
+        rows = {tuple(point): row for row, point in enumerate(np.rint(ours.keypoints).astype(int).tolist())}
+        for row, point in enumerate(np.rint(theirs.keypoints).astype(int).tolist()):
+            match = rows.get(tuple(point))
+            if match is not None:
+                found += 1
+                cosines.append(float(ours.descriptors[match] @ theirs.descriptors[row]))
+        total += len(theirs.keypoints)
+    return {
+        "keypoint_overlap": found / total if total else 1.0,
+        "cosine_min": min(cosines, default=1.0),
+        "cosine_median": float(np.median(cosines)) if cosines else 1.0,
+    }
 
 
 def format_table(cases: list[Case]) -> str:
     """Milliseconds per batch; stage columns are medians, `ours`/`transformers` are p50 / p90."""
     header = (
-        "| device | backend | size | batch | kp/img | "
+        "| device | backend | precision | size | batch | kp/img | check | "
         + " | ".join(STAGES)
         + " | ours p50 / p90 | transformers p50 / p90 (fwd + post) | speed-up |"
     )
@@ -253,8 +278,8 @@ def format_table(cases: list[Case]) -> str:
             )
             speedup = f"{case.speedup:.2f}×"
         lines.append(
-            f"| {case.device} | {case.backend} | {case.height}×{case.width} | {case.batch} | "
-            f"{case.keypoints_per_image:.0f} | {stages} | {ours} | {theirs} | {speedup} |"
+            f"| {case.device} | {case.backend} | {case.precision} | {case.height}×{case.width} | {case.batch} | "
+            f"{case.keypoints_per_image:.0f} | {case.check} | {stages} | {ours} | {theirs} | {speedup} |"
         )
     return "\n".join(lines)
 
@@ -271,7 +296,6 @@ def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[p
         )
     machine = record["machine"]
     load_start, load_end = record["load_average"]["start"], record["load_average"]["end"]
-    flips = sum(case["rounding_flips"] for case in record["cases"])
     entry = [
         "",
         f"## {record['date']}: {machine['cpu']}, GPU {machine['gpu'] or 'none'}",
@@ -282,8 +306,10 @@ def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[p
         f"transformers {machine['transformers'] or 'not installed'}",
         f"- Load average (1/5/15 min) at start {_load(load_start)}, at end {_load(load_end)}",
         f"- Weights: {record['weights']}; settings: {record['settings']}",
-        f"- Parity: the same keypoints as transformers in every case (four borders); "
-        f"{flips} keypoints flipped on near-ties by rounding",
+        "- check: `= transformers` means the same keypoints as transformers' (four borders; a near-tie "
+        "flip is a keypoint that float rounding moved to an equal-scoring neighbour, see "
+        "`superpoint_ros/reference.py`), scores within 1e-5 and descriptors within 1e-4; reduced precision is "
+        "compared with float32 instead (keypoint overlap, minimum descriptor cosine)",
         "- Milliseconds per batch; stage columns are medians",
         "",
         table,
@@ -305,6 +331,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="comma-separated batch sizes")
     parser.add_argument("--devices", default="auto", help="cpu,cuda or auto (the CPU, and CUDA when present)")
     parser.add_argument("--backend", default="auto", help="Detector backend: auto, torch or openvino")
+    parser.add_argument(
+        "--precision", default="float32", help="float32, or bfloat16/float16 (opt-in speed modes, see backends.py)"
+    )
     parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default: by size)")
     parser.add_argument("--weights", default=None, help="weights for both pipelines (hub-layout dir)")
     parser.add_argument("--no-reference", action="store_true", help="skip transformers (no parity check!)")
@@ -344,7 +373,10 @@ def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note:
     settings = DetectionSettings()
     cases: list[Case] = []
     for device in args.devices:
-        detector = Detector(weights=weights, device=device, backend=args.backend)
+        detector = Detector(weights=weights, device=device, backend=args.backend, precision=args.precision)
+        float32_detector = detector
+        if args.precision != "float32":
+            float32_detector = Detector(weights=weights, device=device, backend=args.backend)
         reference_model = None
         if not args.no_reference:
             from superpoint_ros.reference import load_reference_model
@@ -353,14 +385,32 @@ def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note:
         for height, width in args.sizes:
             for batch in args.batches:
                 images = [benchmark_scene(height, width, seed) for seed in range(batch)]
+                check = "not checked"
                 if reference_model is not None:
-                    keypoints, flips = check_parity(detector, reference_model, images)
-                else:
-                    keypoints = float(np.mean([len(d.scores) for d in detector.detect(images)]))
-                    flips = 0
+                    check = check_parity(float32_detector, reference_model, images)
+                results = detector.detect(images)
+                if detector is not float32_detector:
+                    close = agreement(results, float32_detector.detect(images))
+                    check = (
+                        f"vs float32: {100 * close['keypoint_overlap']:.1f}% of keypoints, "
+                        f"cosine ≥ {close['cosine_min']:.5f}"
+                    )
+                keypoints = float(np.mean([len(result.scores) for result in results]))
                 runs = args.runs or runs_for(height, width, batch)
                 ours, theirs = time_case(detector, reference_model, images, runs)
-                case = Case(device, detector.backend, height, width, batch, runs, keypoints, flips, ours, theirs)
+                case = Case(
+                    device=device,
+                    backend=detector.backend,
+                    height=height,
+                    width=width,
+                    batch=batch,
+                    runs=runs,
+                    precision=args.precision,
+                    keypoints_per_image=keypoints,
+                    check=check,
+                    ours=ours,
+                    reference=theirs,
+                )
                 cases.append(case)
                 print(format_table([case]).splitlines()[-1], f"load {_load(os.getloadavg())}", flush=True)
     return {

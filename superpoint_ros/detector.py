@@ -97,8 +97,9 @@ class Detector:
     each `detect` call reads it once.
 
     `backend` picks the engine that runs the network (`superpoint_ros.backends`): `"auto"` is
-    OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` is an
-    opt-in CUDA speed mode whose scores and descriptors drift from float32's (see BENCHMARKS.md).
+    OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` (CUDA)
+    or `"bfloat16"` (OpenVINO) is an opt-in speed mode whose keypoints and descriptors drift from
+    float32's beyond the parity tolerances (see BENCHMARKS.md).
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class Detector:
         self.resize = tuple(resize) if resize is not None else None
         self.device = resolve_device(device)
         self.backend = resolve_backend(backend, self.device)
+        self.precision = precision
         self.model = load_model(weights, weights_revision, seed).to(self.device)
         self.network = build_network(self.model, self.backend, self.device, precision)
 

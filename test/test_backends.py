@@ -39,11 +39,13 @@ def test_auto_picks_torch_on_a_gpu_and_openvino_is_refused_there():
         resolve_backend("openvino", torch.device("cuda"))
 
 
-def test_unknown_backends_and_cpu_half_precision_are_refused():
+def test_unknown_backends_and_reduced_precision_without_an_engine_for_it_are_refused():
     with pytest.raises(ValueError, match="backend must be one of"):
         Detector(weights="random", device="cpu", backend="tensorrt")
-    with pytest.raises(ValueError, match="only offered on CUDA"):
+    with pytest.raises(ValueError, match="not offered on the CPU"):
         Detector(weights="random", device="cpu", precision="float16")
+    with pytest.raises(ValueError, match="not offered on the CPU"):
+        Detector(weights="random", device="cpu", backend="torch", precision="bfloat16")
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +120,15 @@ def test_a_score_at_the_threshold_is_explained():
     scores[4, 4] = 0.005 + 5e-8
     settings = DetectionSettings(keypoint_threshold=0.005, nms_radius=0)
     assert unexplained_differences([(4, 4), (1, 1)], scores, 1e-7, settings) == [(1, 1)]
+
+
+def test_openvino_bfloat16_stays_close_to_float32(sharp_hf_weights):
+    from superpoint_ros.bench import agreement
+
+    images = [structured_image(240, 320, seed) for seed in range(2)]
+    float32 = Detector(weights=str(sharp_hf_weights), device="cpu", backend="openvino")
+    bfloat16 = Detector(weights=str(sharp_hf_weights), device="cpu", backend="openvino", precision="bfloat16")
+    close = agreement(bfloat16.detect(images), float32.detect(images))
+    print(close)
+    assert close["keypoint_overlap"] > 0.9
+    assert close["cosine_min"] > 0.999
