@@ -5,12 +5,13 @@ meaning of `SuperPoint.forward`, taking and returning torch tensors on the detec
 The post-processing after it is the same torch code whichever engine ran.
 
 - `torch`: the module as it is. On CUDA it runs in `channels_last` with cuDNN's autotuner, and
-  optionally in half precision. On the CPU it keeps PyTorch's default layout, whose scores are
-  bit-identical to the reference implementation's.
+  optionally in half precision (not measured yet: no GPU was at hand). On the CPU it keeps
+  PyTorch's default layout, whose scores are bit-identical to the reference implementation's.
 - `openvino`: the same layers rebuilt as an OpenVINO graph from the module's parameters, compiled
-  once per input shape. About twice as fast as PyTorch on a 2-core AVX-512 CPU, in float32.
-  Its scores differ from PyTorch's by float rounding (a few 1e-9), which can only matter where
-  two pixels of a non-maximum-suppression window hold equal scores (see test_backends.py).
+  once per input shape. About three times as fast as PyTorch on a 2-core AVX-512 CPU, in
+  float32. Its scores differ from PyTorch's by float rounding (up to ~1e-7), which can only
+  matter where pixels of a non-maximum-suppression window score (nearly) alike; see
+  `reference.unexplained_differences` and test_backends.py.
 - `auto`: OpenVINO on the CPU when it is installed, else `torch`.
 
 `precision` other than float32 is an opt-in speed mode, off by default because its keypoints and
@@ -68,20 +69,30 @@ def build_network(model: SuperPoint, backend: str, device: torch.device, precisi
     if backend == "openvino":
         return OpenVinoNetwork(model, precision)
     if device.type == "cuda":
-        return CudaTorchNetwork(model, getattr(torch, precision))
+        return CudaTorchNetwork(model, precision)
     return model
 
 
 class CudaTorchNetwork:
-    """The module on a GPU: NHWC convolutions, autotuned by cuDNN per input shape."""
+    """The module on a GPU: NHWC convolutions autotuned by cuDNN per input shape, optionally
+    under autocast to float16/bfloat16 (softmax and normalisation then still run in float32).
 
-    def __init__(self, model: SuperPoint, dtype: torch.dtype) -> None:
+    float32 means float32: TF32 convolutions, PyTorch's default on Ampere and later, would move
+    scores by ~1e-3 relative, so they are switched off (a process-wide cuDNN setting).
+    """
+
+    def __init__(self, model: SuperPoint, precision: str) -> None:
         torch.backends.cudnn.benchmark = True
-        self.dtype = dtype
-        self.model = model.to(dtype=dtype, memory_format=torch.channels_last)
+        self.autocast_dtype = None if precision == "float32" else getattr(torch, precision)
+        if self.autocast_dtype is None:
+            torch.backends.cudnn.allow_tf32 = False
+        self.model = model.to(memory_format=torch.channels_last)
 
     def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores, descriptor_map = self.model(grey.to(self.dtype).contiguous(memory_format=torch.channels_last))
+        grey = grey.contiguous(memory_format=torch.channels_last)
+        reduced = self.autocast_dtype is not None
+        with torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16, enabled=reduced):
+            scores, descriptor_map = self.model(grey)
         return scores.float(), descriptor_map.float().contiguous()
 
 
