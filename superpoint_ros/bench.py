@@ -106,16 +106,20 @@ def benchmark_scene(height: int, width: int, seed: int) -> np.ndarray:
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    # The instruction sets that decide which convolution kernels run.
+    isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
     info = {
-        "cpu": cpu,
+        "cpu": cpu + (f" ({', '.join(isa)})" if isa else ""),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -124,7 +128,7 @@ def machine_info() -> dict:
     }
     for package in ("openvino", "transformers"):
         try:
-            info[package] = __import__(package).__version__
+            info[package] = __import__(package).__version__.split("-")[0]
         except ImportError:
             info[package] = None
     return info
@@ -285,10 +289,14 @@ def format_table(cases: list[Case]) -> str:
 
 
 def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[pathlib.Path, pathlib.Path]:
-    """Write `benchmarks/latest.json` and append an entry to `BENCHMARKS.md` (created if absent)."""
-    json_path = output_dir / "benchmarks" / "latest.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    """Write `benchmarks/<date>.json`, copy it to `benchmarks/latest.json`, and append an entry to
+    `BENCHMARKS.md` (created if absent)."""
+    directory = output_dir / "benchmarks"
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / f"{record['timestamp']}.json"
+    text = json.dumps(record, indent=1) + "\n"
+    json_path.write_text(text)
+    (directory / "latest.json").write_text(text)
     markdown = output_dir / "BENCHMARKS.md"
     if not markdown.exists():
         markdown.write_text(
@@ -310,7 +318,7 @@ def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[p
         "flip is a keypoint that float rounding moved to an equal-scoring neighbour, see "
         "`superpoint_ros/reference.py`), scores within 1e-5 and descriptors within 1e-4; reduced precision is "
         "compared with float32 instead (keypoint overlap, minimum descriptor cosine)",
-        "- Milliseconds per batch; stage columns are medians",
+        f"- Milliseconds per batch; stage columns are medians. JSON: `benchmarks/{json_path.name}`",
         "",
         table,
         "",
@@ -424,8 +432,10 @@ def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note:
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     load_start = os.getloadavg()
+    now = datetime.datetime.now(datetime.UTC)
     record = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "timestamp": now.strftime("%Y%m%d-%H%M%S"),
         "command": shlex.join(["python", "-m", "superpoint_ros.bench", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
     }
