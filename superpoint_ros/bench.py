@@ -1,15 +1,18 @@
 """Pipeline benchmark: our `Detector`, stage by stage, against transformers' SuperPoint.
 
 ```
-python -m superpoint_ros.bench                 # all sizes and batches, CPU (+ CUDA when present)
-python -m superpoint_ros.bench --quick         # 480×640, batch 1, a few runs
+python -m superpoint_ros.bench                 # all sizes and batches, CPU (+ CUDA), node benchmark
+python -m superpoint_ros.bench --quick         # 480×640, batch 1, a few runs, no node benchmark
 python -m superpoint_ros.bench --sizes 480x640 --batches 1,4 --runs 20 --weights path/to/weights
+python -m superpoint_ros.bench --precision bfloat16 --backend openvino --no-node
 ```
 
 For every device × size × batch it first checks that both pipelines find the same keypoints
 (`superpoint_ros.reference`: four borders, near-tie flips of non-PyTorch engines explained), and
-stops without reporting anything if they do not. Then it times them interleaved, run by run,
-on the same images and weights:
+stops without reporting anything if they do not. With `--precision` other than float32, the
+float32 pipeline is checked that way and the reduced one is compared with it (keypoint overlap,
+descriptor cosine). Then it times ours and the baseline interleaved, run by run, on the same
+images and weights:
 
 - ours: `Detector.detect_batch`, split at its stages `preprocess` (numpy → grey tensor on the
   device), `network`, `postprocess` (NMS, threshold, borders, top-k), `descriptors` (sampling)
@@ -17,9 +20,10 @@ on the same images and weights:
 - the baseline: `SuperPointForKeypointDetection` forward plus `post_process_keypoint_detection`
   on pixel values prepared beforehand (its image processor is not timed).
 
-It prints a table, writes `benchmarks/latest.json` and appends an entry to `BENCHMARKS.md`,
-both under `--output-dir` (default: the current directory). Without `--weights` it builds random
-weights in the hub layout (`benchmark_weights`), as no hub is needed or assumed.
+The node benchmark (`bench_node`) follows when ROS is importable. The results are printed as
+tables, written to `benchmarks/<date>.json` (and `benchmarks/latest.json`) and appended to
+`BENCHMARKS.md`, under `--output-dir` (default: the current directory). Without `--weights` it
+builds random weights in the hub layout (`benchmark_weights`): no hub is needed or assumed.
 """
 
 import argparse

@@ -214,7 +214,11 @@ class ParityReport:
         return sum(len(c.only_ours) + len(c.only_reference) for c in self.comparisons)
 
     def failures(self, score_tolerance: float, descriptor_tolerance: float) -> list[str]:
+        """What exceeds the tolerances. The near-tie allowance only holds while the raw score
+        maps agree within `score_tolerance`: a larger difference would make anything a tie."""
         problems = []
+        if self.raw_difference is not None and self.raw_difference > score_tolerance:
+            problems.append(f"raw score maps differ by {self.raw_difference:.2e}")
         for index, (comparison, unexplained) in enumerate(zip(self.comparisons, self.unexplained, strict=True)):
             if unexplained:
                 problems.append(f"image {index}: keypoints {unexplained[:5]} differ with no near-tie within reach")
