@@ -24,32 +24,6 @@ import torch
 from superpoint_ros.detector import Detections, DetectionSettings
 
 
-def write_random_hf_weights(directory: pathlib.Path, seed: int = 0, score_head_scale: float = 25.0) -> pathlib.Path:
-    """Write `config.json` + `model.safetensors` of a random SuperPoint (hub layout) to `directory`.
-
-    The layers get PyTorch's default initialisation, which keeps activations alive through the
-    encoder. `score_head_scale` multiplies the last keypoint layer, so that the softmax is
-    peaked as in trained weights (about a thousand keypoints in a 480×640 scene at the default
-    threshold, where unscaled random weights give almost none).
-    """
-    import transformers
-
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = transformers.SuperPointForKeypointDetection(transformers.SuperPointConfig())
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.reset_parameters()
-    finally:
-        torch.random.set_rng_state(generator_state)
-    with torch.no_grad():
-        model.keypoint_decoder.conv_score_b.weight.mul_(score_head_scale)
-        model.keypoint_decoder.conv_score_b.bias.mul_(score_head_scale)
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
-
-
 def load_reference_model(weights_directory: pathlib.Path | str, device: torch.device | str = "cpu"):
     import transformers
 
