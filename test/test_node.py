@@ -1,11 +1,13 @@
 """The `superpoint_detector` node over a real DDS graph: images published on its topics,
 outputs received by a subscriber, parameters set through its SetParameters service.
 
-The node runs in this process (so its counters can be read), on its own namespace per test so
-no test sees another's messages; everything between it and the test goes through DDS.
+The node runs in this process (so its counters can be read), on its own namespace per test
+(with this process's id, in case another run shares the domain) so no test sees another's
+messages; everything between it and the test goes through DDS.
 """
 
 import itertools
+import os
 import time
 
 import cv2
@@ -49,7 +51,7 @@ def start_node(graph):
     started = []
 
     def start(**parameters):
-        namespace = f"/test_node_{next(_namespaces)}"
+        namespace = f"/test_node_{os.getpid()}_{next(_namespaces)}"
         overrides = [Parameter("weights", value="random"), Parameter("device", value="cpu")]
         overrides += [Parameter(name, value=value) for name, value in parameters.items()]
         node = graph.add(DetectorNode(namespace=namespace, parameter_overrides=overrides, context=graph.context))
@@ -137,7 +139,7 @@ def encoding_case(encoding, bgr):
 
 @pytest.fixture(scope="module")
 def shared_node(graph):
-    namespace = "/test_node_shared"
+    namespace = f"/test_node_{os.getpid()}_shared"
     overrides = [Parameter("weights", value="random"), Parameter("device", value="cpu")]
     node = graph.add(DetectorNode(namespace=namespace, parameter_overrides=overrides, context=graph.context))
     publisher, inbox = connect(graph, node, namespace)
