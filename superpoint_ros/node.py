@@ -26,6 +26,7 @@ at run time (the next frame uses them); every other parameter is read-only.
 """
 
 import dataclasses
+import signal
 import sys
 import threading
 import time
@@ -40,11 +41,12 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.exceptions import NameValidationException, ParameterException, ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
@@ -59,6 +61,7 @@ RUNTIME_PARAMETERS = ("keypoint_threshold", "nms_radius", "max_keypoints", "bord
 INPUT_QOS_CHOICES = ("sensor_data", "reliable")
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 ERROR_LOG_PERIOD_S = 5.0
+SIGNAL_CHECK_PERIOD_S = 0.2
 
 
 @dataclasses.dataclass
@@ -432,24 +435,40 @@ def _one_line(error: Exception) -> str:
 def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; 1 (after one fatal log line) if it cannot start."""
     try:
-        rclpy.init(args=args)
+        # SIGINT and SIGTERM raise KeyboardInterrupt, seen between two short spins below. rclpy's
+        # own handler now and then let a SIGINT go unnoticed while the node idled (seen when
+        # started in the background, where the shell had set SIGINT to be ignored).
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except RuntimeError as error:  # rclpy's RCLError: unusable --ros-args, such as an unreadable params file
         print(f"[FATAL] [{NODE_NAME}]: Cannot start: {_one_line(error)}", file=sys.stderr)
         return 1
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         node = DetectorNode()
     except (WeightsError, ValueError, ParameterException, NameValidationException) as error:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"Cannot start: {_one_line(error)}")
         rclpy.try_shutdown()
         return 1
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 130
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_CHECK_PERIOD_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
