@@ -10,6 +10,7 @@ import sys
 
 import cv2
 
+from superpoint_ros.backends import BACKENDS, PRECISIONS
 from superpoint_ros.detector import Detector
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
@@ -25,6 +26,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument(
+        "--backend", default="auto", choices=BACKENDS, help="network engine; auto: OpenVINO on the CPU when installed"
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=PRECISIONS,
+        help="reduced precision is faster but drifts from the reference (see BENCHMARKS.md)",
+    )
     parser.add_argument("--keypoint-threshold", type=float, default=0.005)
     parser.add_argument("--nms-radius", type=int, default=4)
     parser.add_argument("--max-keypoints", type=int, default=-1, help="-1 keeps all")
@@ -56,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             weights=arguments.weights,
             weights_revision=arguments.revision,
             device=arguments.device,
+            backend=arguments.backend,
+            precision=arguments.precision,
             keypoint_threshold=arguments.keypoint_threshold,
             nms_radius=arguments.nms_radius,
             max_keypoints=arguments.max_keypoints,
