@@ -17,10 +17,12 @@ from ros_graph import private_domain_id
 TIMEOUT_S = 120
 
 
-def start(arguments: list[str], executable: list[str] | None = None, **environment) -> subprocess.Popen:
+def start(arguments: list[str], executable: list[str] | None = None, preexec=None) -> subprocess.Popen:
     command = (executable or [sys.executable, "-m", "superpoint_ros.node"]) + ["--ros-args", *arguments]
-    env = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id()), "HF_HUB_OFFLINE": "1", **environment}
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    environment = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id()), "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +82,18 @@ def test_a_failed_start_exits_non_zero_with_one_clear_line_and_no_traceback(outc
     assert expected in fatal[0]
 
 
-def test_a_running_node_stops_cleanly_on_ctrl_c():
-    process = start(["-p", "weights:=random", "-p", "device:=cpu"])
+def ignore_sigint() -> None:
+    """What a shell does for a command it starts in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("signum", "preexec"),
+    [(signal.SIGINT, None), (signal.SIGINT, ignore_sigint), (signal.SIGTERM, None)],
+    ids=["ctrl-c", "ctrl-c when started in the background", "sigterm"],
+)
+def test_a_running_node_stops_cleanly_on_a_signal(signum, preexec):
+    process = start(["-p", "weights:=random", "-p", "device:=cpu"], preexec=preexec)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         started = ""
@@ -89,7 +101,7 @@ def test_a_running_node_stops_cleanly_on_ctrl_c():
             started += process.stderr.readline()
         assert "SuperPoint runs on" in started
         time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
