@@ -49,6 +49,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
+from superpoint_ros.backends import BACKENDS, PRECISIONS
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError
@@ -151,6 +152,26 @@ class DetectorNode(Node):
         )
         self.declare_parameter(
             "device", "auto", _descriptor("auto (CUDA when present, else CPU), cpu, cuda or cuda:N.", read_only=True)
+        )
+        self.declare_parameter(
+            "backend",
+            "auto",
+            _descriptor(
+                "Network engine: auto (OpenVINO on the CPU when installed, else PyTorch), torch or openvino. "
+                "torch on the CPU is bit-exact with the reference and about 3x slower.",
+                read_only=True,
+                additional_constraints=" | ".join(BACKENDS),
+            ),
+        )
+        self.declare_parameter(
+            "precision",
+            "float32",
+            _descriptor(
+                "float32, or an opt-in faster mode whose output drifts from the reference: bfloat16 "
+                "(OpenVINO on CPU, CUDA) or float16 (CUDA).",
+                read_only=True,
+                additional_constraints=" | ".join(PRECISIONS),
+            ),
         )
         for side in ("height", "width"):
             self.declare_parameter(
@@ -257,13 +278,18 @@ class DetectorNode(Node):
             weights=weights,
             weights_revision=self._parameter("weights_revision") or None,
             device=requested_device,
+            backend=self._parameter("backend"),
+            precision=self._parameter("precision"),
             resize=resize if resize[0] else None,
             **{name: self._parameter(name) for name in RUNTIME_PARAMETERS},
         )
         device = detector.device
         where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "the CPU"
         reason = ", no CUDA GPU seen" if requested_device == "auto" and device.type == "cpu" else ""
-        self.get_logger().info(f"SuperPoint runs on {where} (device '{requested_device}'{reason}); weights: {weights}")
+        self.get_logger().info(
+            f"SuperPoint runs on {where} (device '{requested_device}'{reason}) with the {detector.backend} engine "
+            f"in {detector.precision}; weights: {weights}"
+        )
         if weights == RANDOM_WEIGHTS:
             self.get_logger().warning("Random weights: the keypoints are not meaningful.")
         return detector

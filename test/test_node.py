@@ -283,6 +283,16 @@ def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(
     assert_detections_equal(received, expected)
 
 
+def test_the_backend_parameter_picks_the_engine(graph, start_node):
+    node, namespace = start_node(backend="torch")
+    assert node.detector.backend == "torch"
+    publisher, inbox = connect(graph, node, namespace)
+    image = scene(14)
+    received = exchange(publisher, inbox, image_message(image, "bgr8", header(2)))
+    (expected,) = Detector(weights="random", device="cpu", backend="torch").detect([image])
+    assert_detections_equal(received, expected)
+
+
 def test_two_cameras_each_get_their_own_keypoints_from_one_batch(graph, start_node, reference):
     node, namespace = start_node(image_topics=["left/image_raw", "/elsewhere/right/image_raw"], batch_timeout=0.1)
     assert [camera.name for camera in node.cameras] == ["camera0", "camera1"]

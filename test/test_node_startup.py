@@ -43,6 +43,7 @@ CASES = {
     "hub unreachable and nothing cached": ([], "Could not get model.safetensors of 'magic-leap-community/superpoint'"),
     "cuda without a GPU": (["-p", "weights:=random", "-p", "device:=cuda"], "torch sees no CUDA GPU"),
     "no such device": (["-p", "weights:=random", "-p", "device:=tpu"], "device must be 'auto', 'cpu', 'cuda'"),
+    "unknown engine": (["-p", "weights:=random", "-p", "backend:=tensorrt"], "backend must be one of"),
     "out-of-range parameter": (["-p", "weights:=random", "-p", "nms_radius:=-3"], "nms_radius out of range"),
     "half a resize": (["-p", "weights:=random", "-p", "resize_height:=240"], "resize_height and resize_width"),
     "unknown input QoS": (["-p", "weights:=random", "-p", "input_qos:=fast"], "input_qos must be one of"),
