@@ -43,6 +43,23 @@ def sharp_hf_weights(tmp_path_factory) -> pathlib.Path:
     return make_hf_weights(tmp_path_factory.mktemp("sharp_hf_weights"), seed=2, score_head_scale=25.0)
 
 
+@pytest.fixture(scope="session")
+def reference_model(hf_weights):
+    """transformers' SuperPoint with `hf_weights`: the yardstick of the parity tests."""
+    pytest.importorskip("transformers")
+    from superpoint_ros.reference import load_reference_model
+
+    return load_reference_model(hf_weights)
+
+
+@pytest.fixture(scope="session")
+def sharp_reference_model(sharp_hf_weights):
+    pytest.importorskip("transformers")
+    from superpoint_ros.reference import load_reference_model
+
+    return load_reference_model(sharp_hf_weights)
+
+
 def structured_image(height: int, width: int, seed: int) -> np.ndarray:
     """A BGR uint8 scene: gradient background, checkerboard patch, filled and outlined shapes."""
     rng = np.random.default_rng(seed)

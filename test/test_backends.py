@@ -21,7 +21,7 @@ from conftest import structured_image
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("openvino")
-from test_parity import CONFIGURATIONS, DESCRIPTOR_TOLERANCE, SCORE_TOLERANCE  # noqa: E402
+from test_parity import CONFIGURATIONS, DESCRIPTOR_TOLERANCE, FULL_RESOLUTION_CONFIGURATIONS, SCORE_TOLERANCE  # noqa: E402
 
 from superpoint_ros.reference import check_against_reference, unexplained_differences  # noqa: E402
 
@@ -46,16 +46,6 @@ def test_unknown_backends_and_reduced_precision_without_an_engine_for_it_are_ref
         Detector(weights="random", device="cpu", precision="float16")
     with pytest.raises(ValueError, match="not offered on the CPU"):
         Detector(weights="random", device="cpu", backend="torch", precision="bfloat16")
-
-
-@pytest.fixture(scope="module")
-def reference_model(hf_weights):
-    return transformers.SuperPointForKeypointDetection.from_pretrained(hf_weights).eval()
-
-
-@pytest.fixture(scope="module")
-def sharp_reference_model(sharp_hf_weights):
-    return transformers.SuperPointForKeypointDetection.from_pretrained(sharp_hf_weights).eval()
 
 
 def assert_parity_up_to_near_ties(detector, model, images, settings, label):
@@ -93,11 +83,7 @@ def test_openvino_matches_reference_where_thresholds_bite(sharp_hf_weights, shar
     assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, "240x320 batch3 sharp")
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [DetectionSettings(0.005, 4, -1, 4), DetectionSettings(0.0, 1, 100, 8), DetectionSettings(0.05, 8, -1, 0)],
-    ids=str,
-)
+@pytest.mark.parametrize("settings", FULL_RESOLUTION_CONFIGURATIONS, ids=str)
 def test_openvino_matches_reference_on_a_full_resolution_frame(sharp_hf_weights, sharp_reference_model, settings):
     detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="openvino")
     images = [structured_image(480, 640, 7)]

@@ -44,22 +44,18 @@ def scores_at(points: list[tuple[int, int]], detections_keypoints: np.ndarray, s
     return scores[[rows[point] for point in points]]
 
 
-@pytest.fixture(scope="module")
-def reference_model(hf_weights):
-    return transformers.SuperPointForKeypointDetection.from_pretrained(hf_weights).eval()
-
-
-@pytest.fixture(scope="module")
-def sharp_reference_model(sharp_hf_weights):
-    return transformers.SuperPointForKeypointDetection.from_pretrained(sharp_hf_weights).eval()
-
-
 CONFIGURATIONS = [
     DetectionSettings(threshold, radius, max_keypoints, border)
     for threshold, radius, max_keypoints, border in itertools.chain(
         itertools.product([0.0, 0.005], [0, 1, 4, 8], [-1], [4]),
         itertools.product([0.005], [4], [1, 100], [0, 8]),
     )
+]
+
+FULL_RESOLUTION_CONFIGURATIONS = [
+    DetectionSettings(0.005, 4, -1, 4),
+    DetectionSettings(0.0, 1, 100, 8),
+    DetectionSettings(0.05, 8, -1, 0),
 ]
 
 
@@ -110,11 +106,7 @@ def test_sharpened_weights_match_reference_where_thresholds_bite(sharp_hf_weight
     assert_parity(detector, sharp_reference_model, images, settings, "240x320 batch3 sharp")
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [DetectionSettings(0.005, 4, -1, 4), DetectionSettings(0.0, 1, 100, 8), DetectionSettings(0.05, 8, -1, 0)],
-    ids=str,
-)
+@pytest.mark.parametrize("settings", FULL_RESOLUTION_CONFIGURATIONS, ids=str)
 def test_full_resolution_frame_matches_reference(sharp_hf_weights, sharp_reference_model, settings):
     detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
     assert_parity(detector, sharp_reference_model, [structured_image(480, 640, 7)], settings, "480x640 batch1 sharp")
