@@ -55,10 +55,11 @@ ENCODINGS: dict[str, Encoding] = {
     "bayer_grbg8": Encoding(_UINT8, 1, bayer_to_bgr=cv2.COLOR_BayerGB2BGR),
 }
 
-# Larger than any camera; a header claiming more is corrupt, and trusting it could allocate
-# gigabytes (a demosaic, a debug image) before anything else fails.
+# A header claiming more is corrupt or hostile. The pixel cap also bounds the network's memory:
+# its first layers hold about 0.5–0.8 KB per input pixel, so 16.7 Mpx (4096×4096) peaks near
+# 13 GB, and a frame much larger than that could get the node killed for lack of memory.
 MAX_SIDE = 1 << 15
-MAX_PIXELS = 1 << 28
+MAX_PIXELS = 1 << 24
 
 _NATIVE_BYTE_ORDER = "<" if sys.byteorder == "little" else ">"
 
@@ -96,7 +97,9 @@ def decode_image(
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f"image has no pixels: {width}x{height} ({encoding})")
     if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
-        raise ImageDecodeError(f"absurd image size {width}x{height} ({encoding}); at most {MAX_SIDE} per side")
+        raise ImageDecodeError(
+            f"absurd image size {width}x{height} ({encoding}); at most {MAX_SIDE} per side and {MAX_PIXELS} pixels"
+        )
     row_bytes = width * layout.bytes_per_pixel
     if step < row_bytes:
         raise ImageDecodeError(

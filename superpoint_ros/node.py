@@ -426,6 +426,10 @@ class DetectorNode(Node):
     def _throttled_error(self, message: str) -> None:
         """Log `message` unless the same text was logged in the last `ERROR_LOG_PERIOD_S`."""
         now_s = time.monotonic()
+        if len(self._error_log_times) > 1000:
+            # Messages name sizes and encodings, so a hostile publisher could make endless new ones.
+            recent = {text: at_s for text, at_s in self._error_log_times.items() if now_s - at_s < ERROR_LOG_PERIOD_S}
+            self._error_log_times = recent
         if now_s - self._error_log_times.get(message, -ERROR_LOG_PERIOD_S) >= ERROR_LOG_PERIOD_S:
             self._error_log_times[message] = now_s
             self.get_logger().error(message)

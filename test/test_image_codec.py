@@ -112,6 +112,7 @@ def test_bytes_beyond_step_times_height_are_ignored():
         ({"height": MAX_SIDE + 1}, "absurd image size"),
         ({"width": 1 << 40, "step": 3 << 40}, "absurd image size"),
         ({"height": 20000, "width": 20000, "step": 60000}, "absurd image size"),
+        ({"height": 4097, "width": 4096, "step": 3 * 4096}, "absurd image size"),
     ],
 )
 def test_malformed_or_unsupported_images_raise_an_error_naming_the_problem(changes, problem):
