@@ -32,16 +32,15 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import shlex
 import sys
 import tempfile
 import time
 
-import cv2
 import numpy as np
 import torch
 
+from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, machine_info, percentiles
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 
 STAGES = ("preprocess", "network", "postprocess", "descriptors", "to_host")
@@ -56,92 +55,6 @@ def runs_for(height: int, width: int, batch: int) -> int:
     """Timed runs of one case: fewer for big inputs, so that a full CPU run takes minutes."""
     pixels = height * width * batch
     return int(np.clip(round(30 * 480 * 640 / pixels), 5, 40))
-
-
-def benchmark_weights(directory: pathlib.Path, seed: int = 0) -> pathlib.Path:
-    """Random SuperPoint weights in the hub layout whose keypoints follow the image content.
-
-    Default-initialised random weights give every 8×8 cell the same winning pixel whatever the
-    image, so a threshold keeps all cells or none. He-initialised convolutions (zero biases)
-    keep the activations' spread through the encoder, and a large "no keypoint" bias makes the
-    threshold bite: about a thousand keypoints in a 480×640 benchmark scene at the default
-    settings, like trained weights on a natural image.
-    """
-    import transformers
-
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = transformers.SuperPointForKeypointDetection(transformers.SuperPointConfig())
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, torch.nn.Conv2d):
-                    torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                    torch.nn.init.zeros_(module.bias)
-            score_layer = model.keypoint_decoder.conv_score_b
-            score_layer.weight.mul_(4.0)
-            score_layer.bias[-1] = 9.5
-    finally:
-        torch.random.set_rng_state(generator_state)
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
-
-
-def benchmark_scene(height: int, width: int, seed: int) -> np.ndarray:
-    """A BGR uint8 scene: shaded background, filled and outlined shapes, lines, sensor noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    shading = 110 + 50 * np.sin(x / (width / 3) + seed) * np.cos(y / (height / 2))
-    image = np.repeat(shading[..., None], 3, axis=2).astype(np.uint8)
-    for _ in range(30 * height * width // (480 * 640) + 10):
-        colour = tuple(int(value) for value in rng.integers(0, 256, 3))
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        size = int(rng.integers(5, max(6, min(height, width) // 6)))
-        thickness = -1 if rng.random() < 0.5 else 2
-        shape = rng.integers(3)
-        if shape == 0:
-            cv2.circle(image, centre, size, colour, thickness)
-        elif shape == 1:
-            cv2.rectangle(image, centre, (centre[0] + size, centre[1] + size // 2), colour, thickness)
-        else:
-            cv2.line(image, centre, (int(rng.integers(0, width)), int(rng.integers(0, height))), colour, 2)
-    noise = rng.normal(0.0, 2.0, image.shape)
-    return np.clip(image + noise, 0, 255).astype(np.uint8)
-
-
-def machine_info() -> dict:
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    # The instruction sets that decide which convolution kernels run.
-    isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
-    info = {
-        "cpu": cpu + (f" ({', '.join(isa)})" if isa else ""),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    for package in ("openvino", "transformers"):
-        try:
-            info[package] = __import__(package).__version__.split("-")[0]
-        except ImportError:
-            info[package] = None
-    return info
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    """Median and 90th percentile, in milliseconds."""
-    values = np.asarray(samples) * 1e3
-    return {"p50": float(np.median(values)), "p90": float(np.percentile(values, 90))}
 
 
 def _synchronise(device: torch.device) -> None:
@@ -447,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="superpoint_bench_") as scratch:
         if args.weights is None:
             weights = str(benchmark_weights(pathlib.Path(scratch) / "weights"))
-            weights_note = "random, hub layout (`bench.benchmark_weights`, seed 0)"
+            weights_note = "random, hub layout (`bench_scenes.benchmark_weights`, seed 0)"
         else:
             weights, weights_note = args.weights, args.weights
         try:

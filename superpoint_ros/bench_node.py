@@ -186,7 +186,7 @@ def run_node_benchmark(weights: str, frames: int = 40, height: int = 480, width:
     """The measurements above, as a dict with a printable `table`."""
     from rclpy.parameter import Parameter
 
-    from superpoint_ros.bench import benchmark_scene
+    from superpoint_ros.bench_scenes import benchmark_scene
     from superpoint_ros.detector import Detector
     from superpoint_ros.node import DetectorNode
 
