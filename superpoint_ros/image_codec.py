@@ -6,10 +6,14 @@ demosaicing) the array is a view of the message buffer: rows are `step` bytes ap
 rows cost nothing either. Big-endian 16/32-bit data is byte-swapped into a copy, and `bayer_*8`
 is demosaiced to BGR by OpenCV.
 
+`decode_compressed_image` does the same for a `sensor_msgs/CompressedImage` as image_transport's
+`compressed` transport writes it (JPEG or PNG, decoded by OpenCV).
+
 `encode_image` is the reverse for publishing (tests, the demo and the debug image).
 """
 
 import dataclasses
+import struct
 import sys
 
 import cv2
@@ -153,3 +157,81 @@ def encode_image(pixels: np.ndarray, encoding: str) -> EncodedImage:
         step=width * layout.bytes_per_pixel,
         data=np.ascontiguousarray(pixels).tobytes(),
     )
+
+
+COMPRESSIONS = ("jpeg", "png")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+# JPEG start-of-frame markers (all but DHT C4, JPG C8 and DAC CC), which carry the image size.
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compression_of(format_field: str) -> str:
+    """The codec named by a `CompressedImage.format`: image_transport writes
+    `"<encoding>; <codec> compressed <encoding>"` (`"bgr8; jpeg compressed bgr8"`), older
+    drivers and bags a bare `"jpeg"` or `"png"`. Raises `ImageDecodeError` for anything else,
+    such as `compressedDepth`, whose PNG carries depth quantisation parameters."""
+    text = format_field.strip().lower()
+    if "compresseddepth" in text:
+        raise ImageDecodeError(f"format '{format_field}' is compressedDepth, which this node does not decode")
+    if ";" in text:
+        text = text.split(";", 1)[1].split("compressed", 1)[0]
+    codec = {"jpg": "jpeg"}.get(text.strip(), text.strip())
+    if codec not in COMPRESSIONS:
+        raise ImageDecodeError(f"unsupported compressed format '{format_field}' (supported: jpeg, png)")
+    return codec
+
+
+def _compressed_size(codec: str, data: bytes) -> tuple[int, int]:
+    """(width, height) from the JPEG or PNG header, so that a hostile size is refused before the
+    decoder allocates it; raises `ImageDecodeError` for a payload that is not that codec."""
+    if codec == "png":
+        if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 24:
+            raise ImageDecodeError("data is not a PNG image (no PNG signature and IHDR header)")
+        return struct.unpack(">II", data[16:24])
+    if not data.startswith(_JPEG_START):
+        raise ImageDecodeError("data is not a JPEG image (no start-of-image marker)")
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            raise ImageDecodeError(f"corrupt JPEG header at byte {position}")
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = struct.unpack(">H", data[position + 2 : position + 4])[0]
+        if marker in _JPEG_FRAME_MARKERS:
+            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
+            return width, height
+        position += 2 + length
+    raise ImageDecodeError("truncated JPEG: no frame header")
+
+
+def decode_compressed_image(format_field: str, data: bytes | memoryview) -> DecodedImage:
+    """Pixels of a `sensor_msgs/CompressedImage`; raises `ImageDecodeError`.
+
+    OpenCV decodes colour to BGR whatever encoding the publisher started from (image_transport
+    converts colour to `bgr8`/`bgr16` before compressing), and keeps grey and 16-bit PNGs as
+    they are. A payload cut short (no JPEG end-of-image marker, no PNG `IEND` chunk) is refused
+    rather than decoded into a partly grey frame.
+    """
+    codec = compression_of(format_field)
+    payload = np.frombuffer(data, np.uint8)
+    raw = payload.tobytes()
+    width, height = _compressed_size(codec, raw)
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"{codec} image has no pixels: {width}x{height}")
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"absurd image size {width}x{height} ({codec}); at most {MAX_SIDE} per side and {MAX_PIXELS} pixels"
+        )
+    tail = payload[-len(_PNG_END) :].tobytes()
+    if (codec == "png" and tail != _PNG_END) or (codec == "jpeg" and not tail.endswith(_JPEG_END)):
+        raise ImageDecodeError(f"truncated {codec} data ({payload.size} bytes): its end marker is missing")
+    pixels = cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageDecodeError(f"corrupt {codec} data ({payload.size} bytes): OpenCV cannot decode it")
+    if pixels.dtype not in (_UINT8, _UINT16) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
+        raise ImageDecodeError(f"{codec} decoded to an unsupported layout: shape {pixels.shape} of {pixels.dtype}")
+    return DecodedImage(pixels, "bgr")

@@ -12,19 +12,28 @@ Topics, relative to the node's namespace:
   `camera_names`, or `camera0`, `camera1`, ... in `image_topics` order when that is unset.
 
 Both outputs carry the source image's header unchanged. The debug image is drawn only while
-someone subscribes to it.
+someone subscribes to it. `image_transport: compressed` subscribes to `<topic>/compressed`
+(`sensor_msgs/CompressedImage`, JPEG or PNG) instead, as image_transport names it.
+
+Input QoS: with `input_qos: auto` (the default) each camera's subscription takes the reliability
+of the publishers on its topic (all reliable: reliable; any best effort: best effort), keep-last
+1, and follows them when they change; until a publisher appears it waits. A topic whose
+publishers send nothing the node receives for `silence_warning_period` seconds gets a warning
+that names the likely cause and the fixes. `/diagnostics` carries one status per camera, every
+second.
 
 Latency stays bounded: the subscription callback only keeps the newest frame of each camera;
 a worker thread runs the network on whatever is pending, all cameras in one batch, and frames
 replaced before the worker took them are counted as dropped and logged every
 `statistics_period` seconds. (Frames the middleware itself discards never reach the node and
-are not counted: its queue keeps the newest 5. With Fast DDS, best-effort frames over 512 KB
-between processes need `config/fastdds_large_images.xml`.)
+are not counted. With Fast DDS, best-effort frames over 512 KB between processes need
+`config/fastdds_large_images.xml` in both processes.)
 
 `keypoint_threshold`, `nms_radius`, `max_keypoints` and `border_removal_distance` can be set
 at run time (the next frame uses them); every other parameter is read-only.
 """
 
+import collections
 import dataclasses
 import signal
 import sys
@@ -33,6 +42,7 @@ import time
 
 import rclpy
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -40,61 +50,112 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.exceptions import NameValidationException, ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from rclpy.subscription import Subscription
+from rclpy.topic_endpoint_info import TopicEndpointInfo
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
 from superpoint_ros.backends import BACKENDS, PRECISIONS
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
+from superpoint_ros.diagnostics import CameraHealth, FrameCounters, camera_status
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.ros_messages import decode_image_message, image_message, keypoint_array_message
+from superpoint_ros.ros_messages import decode_frame_message, image_message, keypoint_array_message
 from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
 
 NODE_NAME = "superpoint_detector"
 RUNTIME_PARAMETERS = ("keypoint_threshold", "nms_radius", "max_keypoints", "border_removal_distance")
-INPUT_QOS_CHOICES = ("sensor_data", "reliable")
+INPUT_QOS_CHOICES = ("auto", "sensor_data", "reliable")
+TRANSPORTS = ("raw", "compressed")
+INPUT_TYPES = {"raw": Image, "compressed": CompressedImage}
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# diagnostic_updater's default: reliable, a few messages deep, published once a second.
+DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+DIAGNOSTICS_PERIOD_S = 1.0
+GRAPH_CHECK_PERIOD_S = 0.5
 ERROR_LOG_PERIOD_S = 5.0
 SIGNAL_CHECK_PERIOD_S = 0.2
-
-
-@dataclasses.dataclass
-class FrameCounters:
-    """Counts since start. `dropped`: frames replaced by a newer one before inference;
-    `rejected`: frames that could not be decoded; `batched_frames`: frames that shared a network
-    run with frames of other cameras; `debug_images`: overlays drawn and published."""
-
-    received: int = 0
-    dropped: int = 0
-    rejected: int = 0
-    processed: int = 0
-    batched_frames: int = 0
-    largest_batch: int = 0
-    debug_images: int = 0
+LARGE_IMAGES_PROFILE = "config/fastdds_large_images.xml"
 
 
 @dataclasses.dataclass
 class Camera:
+    """One input. `image_topic` is as configured; `input_topic` is what is subscribed: the
+    resolved, remapped name, with `/compressed` appended for the compressed transport.
+    `reliability` is the subscription's (None: not subscribed yet, waiting for a publisher).
+    `waiting_since_s` is when the node began to expect frames: start, the latest subscription,
+    or the moment publishers appeared."""
+
     name: str
     image_topic: str
+    input_topic: str
     keypoints_publisher: Publisher
     debug_publisher: Publisher | None
-    counters: FrameCounters = dataclasses.field(default_factory=FrameCounters)
+    health: CameraHealth = dataclasses.field(default_factory=CameraHealth)
+    subscription: Subscription | None = None
+    reliability: ReliabilityPolicy | None = None
+    waiting_since_s: float = dataclasses.field(default_factory=time.monotonic)
+    publisher_count: int = 0
+    silence_logged_s: float = -float("inf")
+
+    @property
+    def counters(self) -> FrameCounters:
+        return self.health.counters
 
 
 @dataclasses.dataclass
 class Frame:
     camera: Camera
-    message: Image
+    message: Image | CompressedImage
     received_s: float
     image: DecodedImage | None = None
+
+
+def following_reliability(publishers: list[TopicEndpointInfo]) -> ReliabilityPolicy | None:
+    """The reliability a subscription needs to hear every publisher in `publishers` well, as
+    `ros2 topic echo` and rosbag2 choose it: reliable when all offer reliable, best effort when
+    any offers best effort (a reliable subscription cannot match it), None when there are none."""
+    if not publishers:
+        return None
+    if all(info.qos_profile.reliability == ReliabilityPolicy.RELIABLE for info in publishers):
+        return ReliabilityPolicy.RELIABLE
+    return ReliabilityPolicy.BEST_EFFORT
+
+
+def reliability_name(reliability: ReliabilityPolicy | None) -> str:
+    return {ReliabilityPolicy.RELIABLE: "reliable", ReliabilityPolicy.BEST_EFFORT: "best effort"}.get(
+        reliability, "unknown"
+    )
+
+
+def describe_publishers(publishers: list[TopicEndpointInfo]) -> str:
+    """`"2 publishers: 1 reliable, 1 best effort"`."""
+    kinds = collections.Counter(reliability_name(info.qos_profile.reliability) for info in publishers)
+    plural = "s" if len(publishers) != 1 else ""
+    return f"{len(publishers)} publisher{plural}: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+
+
+def _type_name(message_type: type) -> str:
+    """`sensor_msgs/msg/Image` for `sensor_msgs.msg.Image`, as the graph reports topic types."""
+    return f"{message_type.__module__.split('.')[0]}/msg/{message_type.__name__}"
+
+
+def _large_images_profile_path() -> str:
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        return f"{get_package_share_directory('superpoint_ros')}/{LARGE_IMAGES_PROFILE}"
+    except (ImportError, PackageNotFoundError):
+        return f"$(ros2 pkg prefix superpoint_ros)/share/superpoint_ros/{LARGE_IMAGES_PROFILE}"
 
 
 def _descriptor(description: str, read_only: bool = False, **constraints) -> ParameterDescriptor:
@@ -123,11 +184,14 @@ class DetectorNode(Node):
         self._error_log_times: dict[str, float] = {}
         self._logged_counters: dict[str, FrameCounters] = {}
         self._batch_timeout_s = self._parameter("batch_timeout")
+        self._silence_s = self._parameter("silence_warning_period")
         # Configuration mistakes are reported before the (slow) weights are loaded.
-        layout, input_qos = self._camera_layout(), self._input_qos()
+        layout, self._input_qos_choice, self._transport = self._camera_layout(), self._input_qos(), self._transport_()
         self.detector = self._create_detector()
         self._random_weights = self._parameter("weights") == RANDOM_WEIGHTS
-        self.cameras = self._create_cameras(layout, input_qos)
+        self._large_images_profile = _large_images_profile_path()
+        self.cameras = self._create_cameras(layout)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._worker = threading.Thread(target=self._work, name="superpoint_inference", daemon=True)
@@ -135,6 +199,8 @@ class DetectorNode(Node):
         period = self._parameter("statistics_period")
         if period > 0:
             self.create_timer(period, self._log_statistics)
+        self.create_timer(GRAPH_CHECK_PERIOD_S, self._check_inputs)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
     def _declare_parameters(self) -> None:
         settings = DetectionSettings()
@@ -228,12 +294,33 @@ class DetectorNode(Node):
         )
         self.declare_parameter(
             "input_qos",
-            "sensor_data",
+            "auto",
             _descriptor(
-                "Image subscription QoS: sensor_data (best effort) or reliable (for bags and drivers that "
-                "publish reliable).",
+                "Image subscription QoS. auto: the reliability of the topic's publishers (all reliable: "
+                "reliable; any best effort: best effort), keep-last 1, re-chosen when they change; waits for "
+                "a publisher. sensor_data: best effort. reliable: reliable.",
                 read_only=True,
-                additional_constraints="sensor_data | reliable",
+                additional_constraints=" | ".join(INPUT_QOS_CHOICES),
+            ),
+        )
+        self.declare_parameter(
+            "image_transport",
+            "raw",
+            _descriptor(
+                "raw: sensor_msgs/Image on each image topic. compressed: sensor_msgs/CompressedImage (JPEG or "
+                "PNG) on <image topic>/compressed, as image_transport's compressed transport publishes.",
+                read_only=True,
+                additional_constraints=" | ".join(TRANSPORTS),
+            ),
+        )
+        self.declare_parameter(
+            "silence_warning_period",
+            5.0,
+            _descriptor(
+                "Seconds; warn (throttled to once per period) when a topic has publishers but no frame "
+                "arrived for this long, and report the camera as WARN on /diagnostics (0: never warn).",
+                read_only=True,
+                **_float_range(0.0, 3600.0),
             ),
         )
         self.declare_parameter(
@@ -309,29 +396,139 @@ class DetectorNode(Node):
             raise ValueError(f"camera_names must be distinct and non-empty, got {names}")
         return [(name, topic, f"{name}/") for name, topic in zip(names, topics, strict=True)]
 
-    def _input_qos(self) -> QoSProfile:
+    def _input_qos(self) -> str:
         qos_name = self._parameter("input_qos")
         if qos_name not in INPUT_QOS_CHOICES:
             raise ValueError(f"input_qos must be one of {', '.join(INPUT_QOS_CHOICES)}, got '{qos_name}'")
-        if qos_name == "sensor_data":
-            return qos_profile_sensor_data
-        return QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
+        return qos_name
 
-    def _create_cameras(self, layout: list[tuple[str, str, str]], input_qos: QoSProfile) -> list[Camera]:
+    def _transport_(self) -> str:
+        transport = self._parameter("image_transport")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"image_transport must be one of {', '.join(TRANSPORTS)}, got '{transport}'")
+        return transport
+
+    def _create_cameras(self, layout: list[tuple[str, str, str]]) -> list[Camera]:
         debug = self._parameter("debug_image")
         cameras = []
         for name, topic, prefix in layout:
+            # image_transport resolves (and remaps) the base topic, then appends the transport.
+            input_topic = self.resolve_topic_name(topic)
+            if self._transport == "compressed":
+                input_topic += "/compressed"
             camera = Camera(
                 name=name,
                 image_topic=topic,
+                input_topic=input_topic,
                 keypoints_publisher=self.create_publisher(KeypointArray, f"{prefix}keypoints", OUTPUT_QOS),
                 debug_publisher=self.create_publisher(Image, f"{prefix}debug_image", OUTPUT_QOS) if debug else None,
             )
-            self.create_subscription(
-                Image, topic, lambda message, camera=camera: self._on_image(camera, message), input_qos
-            )
+            if self._input_qos_choice == "auto":
+                self.get_logger().info(
+                    f"Camera '{name}': waiting for a publisher on '{input_topic}' to choose the input QoS "
+                    "(input_qos: auto)"
+                )
+            else:
+                reliable = self._input_qos_choice == "reliable"
+                self._subscribe(camera, ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
             cameras.append(camera)
         return cameras
+
+    def _subscribe(self, camera: Camera, reliability: ReliabilityPolicy) -> None:
+        """(Re)create the camera's subscription with `reliability`."""
+        if camera.subscription is not None:
+            self.destroy_subscription(camera.subscription)
+        if self._input_qos_choice == "sensor_data":
+            qos = qos_profile_sensor_data
+        else:
+            # Keep-last 1: the newest frame wins; the worker keeps only the newest anyway.
+            qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        camera.subscription = self.create_subscription(
+            INPUT_TYPES[self._transport],
+            camera.input_topic,
+            lambda message, camera=camera: self._on_image(camera, message),
+            qos,
+            event_callbacks=SubscriptionEventCallbacks(
+                incompatible_qos=lambda event, camera=camera: self._on_incompatible_qos(camera, event)
+            ),
+        )
+        camera.reliability = reliability
+        camera.waiting_since_s = time.monotonic()
+
+    def _on_incompatible_qos(self, camera: Camera, event: QoSRequestedIncompatibleQoSInfo) -> None:
+        policy = QoSPolicyKind(event.last_policy_kind).name.lower()
+        self.get_logger().warning(
+            f"Camera '{camera.name}': a publisher on '{camera.input_topic}' offers a QoS this subscription "
+            f"({reliability_name(camera.reliability)}, input_qos: {self._input_qos_choice}) cannot match; "
+            f"clashing policy: {policy}. Its frames will not arrive. input_qos: auto follows the publishers."
+        )
+
+    def _check_inputs(self) -> None:
+        """Follow each camera's publishers (input_qos auto) and warn about silent topics."""
+        now_s = time.monotonic()
+        for camera in self.cameras:
+            publishers = [
+                info
+                for info in self.get_publishers_info_by_topic(camera.input_topic)
+                if info.topic_type == _type_name(INPUT_TYPES[self._transport])
+            ]
+            if publishers and not camera.publisher_count:
+                camera.waiting_since_s = now_s
+            camera.publisher_count = len(publishers)
+            wanted = following_reliability(publishers)
+            if self._input_qos_choice == "auto" and wanted is not None and wanted != camera.reliability:
+                self._subscribe(camera, wanted)
+                self.get_logger().info(
+                    f"Camera '{camera.name}': subscribing to '{camera.input_topic}' {reliability_name(wanted)}, "
+                    f"following its {describe_publishers(publishers)} (input_qos: auto)"
+                )
+            self._warn_if_silent(camera, publishers, now_s)
+
+    def _warn_if_silent(self, camera: Camera, publishers: list[TopicEndpointInfo], now_s: float) -> None:
+        if not publishers or camera.subscription is None or self._silence_s <= 0:
+            return
+        last_frame_s = camera.health.last_frame_s
+        quiet_since_s = max(camera.waiting_since_s, last_frame_s if last_frame_s is not None else -float("inf"))
+        quiet_s = now_s - quiet_since_s
+        if quiet_s < self._silence_s or now_s - camera.silence_logged_s < self._silence_s:
+            return
+        camera.silence_logged_s = now_s
+        self.get_logger().warning(
+            f"Camera '{camera.name}': no frame on '{camera.input_topic}' for {quiet_s:.0f} s, although it has "
+            f"{describe_publishers(publishers)}; this node subscribes {reliability_name(camera.reliability)}. "
+            "Likely cause: with default Fast DDS settings, images over 512 KB sent best effort between "
+            "processes are lost in UDP fragments. Fixes: have the camera publish reliable and keep input_qos: "
+            "auto (or set input_qos: reliable), or export FASTRTPS_DEFAULT_PROFILES_FILE="
+            f"{self._large_images_profile} for both the camera driver and this node."
+        )
+
+    def _publish_diagnostics(self) -> None:
+        now_s = time.monotonic()
+        settings = {
+            "device": str(self.detector.device),
+            "backend": self.detector.backend,
+            "precision": self.detector.precision,
+            "weights": self._parameter("weights"),
+            "image transport": self._transport,
+        }
+        statuses = []
+        with self._lock:
+            for camera in self.cameras:
+                if camera.reliability is None:
+                    chosen = "waiting for a publisher"
+                else:
+                    chosen = reliability_name(camera.reliability)
+                values = {
+                    **settings,
+                    "topic": camera.input_topic,
+                    "input QoS": f"{chosen} (input_qos: {self._input_qos_choice})",
+                    "publishers": str(camera.publisher_count),
+                }
+                name = f"{self.get_name()}: {camera.name}"
+                silence_s = self._silence_s if self._silence_s > 0 else float("inf")
+                statuses.append(camera_status(name, camera.health, now_s, silence_s, camera.waiting_since_s, values))
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._diagnostics_publisher.publish(DiagnosticArray(header=header, status=statuses))
 
     def _validate_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         values = {name: getattr(self.detector.settings, name) for name in RUNTIME_PARAMETERS}
@@ -348,12 +545,15 @@ class DetectorNode(Node):
             self.detector.settings = dataclasses.replace(self.detector.settings, **changed)
             self.get_logger().info(f"Detection settings now {self.detector.settings}")
 
-    def _on_image(self, camera: Camera, message: Image) -> None:
+    def _on_image(self, camera: Camera, message: Image | CompressedImage) -> None:
+        now_s = time.monotonic()
         with self._lock:
             camera.counters.received += 1
+            camera.health.last_frame_s = now_s
+            camera.health.frame_id = message.header.frame_id
             if camera.name in self._pending:
                 camera.counters.dropped += 1
-            self._pending[camera.name] = Frame(camera, message, time.monotonic())
+            self._pending[camera.name] = Frame(camera, message, now_s)
             self._lock.notify()
 
     def _take_pending(self) -> list[Frame] | None:
@@ -377,42 +577,57 @@ class DetectorNode(Node):
 
     def _work(self) -> None:
         while (frames := self._take_pending()) is not None:
-            try:
-                self._process(frames)
-            except Exception as error:  # one bad batch must not end inference for good
-                self._throttled_error(f"Inference failed, {len(frames)} frame(s) dropped: {error!r}")
+            self._process(frames)
 
     def _process(self, frames: list[Frame]) -> None:
         batches: dict[tuple, list[Frame]] = {}
         for frame in frames:
             try:
-                frame.image = decode_image_message(frame.message)
+                frame.image = decode_frame_message(frame.message)
             except ImageDecodeError as error:
                 with self._lock:
                     frame.camera.counters.rejected += 1
-                self._throttled_error(f"Dropped a frame from '{frame.camera.image_topic}': {error}")
+                self._throttled_error(f"Dropped a frame from '{frame.camera.input_topic}': {error}")
                 continue
             pixels = frame.image.pixels
             batches.setdefault((pixels.shape, pixels.dtype, frame.image.channel_order), []).append(frame)
         for (_, _, channel_order), batch in batches.items():
-            results = self.detector.detect([frame.image.pixels for frame in batch], channel_order)
-            with self._lock:
-                for frame in batch:
-                    counters = frame.camera.counters
-                    counters.processed += 1
-                    counters.batched_frames += len(batch) > 1
-                    counters.largest_batch = max(counters.largest_batch, len(batch))
-            for frame, detections in zip(batch, results, strict=True):
-                self._publish(frame, detections)
+            # Each batch on its own: one that fails must not take another camera's frames with it.
+            try:
+                self._run_batch(batch, channel_order)
+            except Exception as error:
+                with self._lock:
+                    for frame in batch:
+                        frame.camera.counters.failed += 1
+                        frame.camera.health.consecutive_failures += 1
+                        frame.camera.health.last_failure = repr(error)
+                topics = ", ".join(f"'{frame.camera.input_topic}'" for frame in batch)
+                self._throttled_error(f"Inference failed, frame(s) from {topics} dropped: {error!r}")
+
+    def _run_batch(self, batch: list[Frame], channel_order: str) -> None:
+        started_s = time.monotonic()
+        results = self.detector.detect([frame.image.pixels for frame in batch], channel_order)
+        network_s_per_frame = (time.monotonic() - started_s) / len(batch)
+        with self._lock:
+            for frame in batch:
+                counters = frame.camera.counters
+                counters.processed += 1
+                counters.batched_frames += len(batch) > 1
+                counters.largest_batch = max(counters.largest_batch, len(batch))
+                frame.camera.health.consecutive_failures = 0
+                frame.camera.health.network_s.append(network_s_per_frame)
+        for frame, detections in zip(batch, results, strict=True):
+            self._publish(frame, detections)
 
     def _publish(self, frame: Frame, detections: Detections) -> None:
         message = frame.message
         camera = frame.camera
+        height, width = frame.image.pixels.shape[:2]
         camera.keypoints_publisher.publish(
-            keypoint_array_message(
-                detections, message.header, message.height, message.width, self.detector.descriptor_size
-            )
+            keypoint_array_message(detections, message.header, height, width, self.detector.descriptor_size)
         )
+        with self._lock:
+            camera.health.latencies_s.append(time.monotonic() - frame.received_s)
         if camera.debug_publisher is not None and camera.debug_publisher.get_subscription_count() > 0:
             latency_ms = 1000 * (time.monotonic() - frame.received_s)
             caption = f"{len(detections.scores)} keypoints  {latency_ms:.0f} ms"

@@ -8,11 +8,11 @@ filled through `array.array` from the array's bytes, and read back with `np.from
 import array
 
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from superpoint_ros.detector import Detections
-from superpoint_ros.image_codec import DecodedImage, decode_image, encode_image
+from superpoint_ros.image_codec import DecodedImage, decode_compressed_image, decode_image, encode_image
 from superpoint_ros.msg import KeypointArray
 
 
@@ -62,3 +62,10 @@ def decode_image_message(message: Image) -> DecodedImage:
     return decode_image(
         message.height, message.width, message.encoding, bool(message.is_bigendian), message.step, message.data
     )
+
+
+def decode_frame_message(message: Image | CompressedImage) -> DecodedImage:
+    """The pixels of a received `Image` or `CompressedImage`; raises `ImageDecodeError`."""
+    if isinstance(message, CompressedImage):
+        return decode_compressed_image(message.format, message.data)
+    return decode_image_message(message)
