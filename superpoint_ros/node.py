@@ -60,6 +60,7 @@ from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolic
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from rclpy.topic_endpoint_info import TopicEndpointInfo
+from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -382,9 +383,11 @@ class DetectorNode(Node):
         return detector
 
     def _camera_layout(self) -> list[tuple[str, str, str]]:
-        """(name, image topic, output prefix) of each camera."""
+        """(name, image topic, output prefix) of each camera; raises `InvalidTopicNameException`."""
         topics = self._parameter("image_topics")
         names = self._parameter("camera_names")
+        for topic in topics or []:
+            validate_topic_name(topic)
         if not topics:
             if names:
                 raise ValueError("camera_names is set but image_topics is not")

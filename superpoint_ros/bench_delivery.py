@@ -1,0 +1,152 @@
+"""Delivery between processes: which frames of a camera in another process the node answers,
+for each publisher reliability, node `input_qos` and Fast DDS profile.
+
+```
+python -m superpoint_ros.bench_delivery                # every row, 30 frames each at 2 Hz
+python -m superpoint_ros.bench_delivery --frames 10 --output-dir .   # also append to BENCHMARKS.md
+```
+
+Three processes per row, as on a robot: the installed node (`python -m superpoint_ros.node`
+with the shipped `config/detector.yaml`, random weights, CPU), `superpoint_ros.camera_sim`
+publishing 640×480 `bgr8`, and this process counting the `KeypointArray`s that come back. The
+profile, where a row uses it, is the installed `config/fastdds_large_images.xml`, exported in the
+processes the row names. The node's log is searched for its silent-publisher warning.
+"""
+
+import argparse
+import datetime
+import os
+import pathlib
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+ROWS = (
+    # publisher reliability, node input_qos, processes given the Fast DDS profile
+    ("reliable", "auto", "none"),
+    ("best_effort", "auto", "none"),
+    ("reliable", "sensor_data", "none"),
+    ("best_effort", "sensor_data", "none"),
+    ("reliable", "reliable", "none"),
+    ("best_effort", "auto", "both"),
+    ("reliable", "sensor_data", "both"),
+    ("best_effort", "auto", "node only"),
+)
+WARNING_TEXT = "no frame on"
+
+
+def _share(name: str) -> str:
+    from ament_index_python.packages import get_package_share_directory
+
+    return str(pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / name)
+
+
+def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz: float, domain_id: int) -> dict:
+    """Start node and camera, count the answers; the row's result as a dict."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from superpoint_ros.msg import KeypointArray
+
+    base = {key: value for key, value in os.environ.items() if key != "FASTRTPS_DEFAULT_PROFILES_FILE"}
+    base["ROS_DOMAIN_ID"] = str(domain_id)
+    with_profile = {**base, "FASTRTPS_DEFAULT_PROFILES_FILE": _share("fastdds_large_images.xml")}
+    node_environment = with_profile if profile in ("both", "node only") else base
+    camera_environment = with_profile if profile == "both" else base
+    namespace = f"/delivery_{os.getpid()}"
+    node = subprocess.Popen(
+        [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-r", f"__ns:={namespace}",
+         "--params-file", _share("detector.yaml"), "-p", "weights:=random", "-p", "device:=cpu",
+         "-p", f"input_qos:={input_qos}", "-p", "silence_warning_period:=3.0"],
+        env=node_environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    context = Context()
+    rclpy.init(args=[], context=context, domain_id=domain_id)
+    probe = Node("delivery_probe", context=context)
+    answers = []
+    probe.create_subscription(
+        KeypointArray,
+        f"{namespace}/keypoints",
+        answers.append,
+        QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE),
+    )
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(probe)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        camera = subprocess.run(
+            [sys.executable, "-m", "superpoint_ros.camera_sim", "--topic", f"{namespace}/image",
+             "--rate", str(rate_hz), "--frames", str(frames), "--height", "480", "--width", "640",
+             "--encoding", "bgr8", "--reliability", reliability, "--wait-for-subscriber", "60"],
+            env=camera_environment, capture_output=True, text=True, timeout=120 + frames / rate_hz,
+        )  # fmt: skip
+        published = int(camera.stdout.split("camera_sim: published ")[1].split()[0])
+        time.sleep(3.0)  # the last frame's inference, and the silence warning's period
+    finally:
+        node.send_signal(signal.SIGINT)
+        log, _ = node.communicate(timeout=30)
+        executor.shutdown()
+        probe.destroy_node()
+        context.try_shutdown()
+    return {
+        "publisher": reliability.replace("_", " "),
+        "input_qos": input_qos,
+        "profile": profile,
+        "published": published,
+        "answered": len(answers),
+        "warned": WARNING_TEXT in log,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| publisher | node `input_qos` | Fast DDS profile | answered | node warned |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['publisher']} | `{row['input_qos']}` | {row['profile']} | "
+            f"{row['answered']} / {row['published']} | {'yes' if row['warned'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench_delivery", description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--rate", type=float, default=2.0, help="Hz")
+    parser.add_argument("--domain-id", type=int, default=1 + os.getpid() % 100)
+    parser.add_argument("--output-dir", type=pathlib.Path, help="append the table to BENCHMARKS.md there")
+    arguments = parser.parse_args(argv)
+    rows = []
+    for reliability, input_qos, profile in ROWS:
+        rows.append(run_row(reliability, input_qos, profile, arguments.frames, arguments.rate, arguments.domain_id))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    text = table(rows)
+    print(text)
+    if arguments.output_dir:
+        from superpoint_ros.bench_scenes import machine_info
+
+        command = shlex.join(["python", "-m", "superpoint_ros.bench_delivery", *(argv or sys.argv[1:])])
+        machine = machine_info()
+        entry = (
+            f"\n## Delivery between processes, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}\n\n"
+            f"`{command}` on {machine['cpu']}, {machine['cores']} cores, load average "
+            f"{' '.join(f'{value:.2f}' for value in os.getloadavg())}. 640×480 bgr8 at {arguments.rate:g} Hz from "
+            "`camera_sim` in its own process, the installed node with the shipped config in another.\n\n"
+            f"{text}\n"
+        )
+        with open(arguments.output_dir / "BENCHMARKS.md", "a") as markdown:
+            markdown.write(entry)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
