@@ -12,6 +12,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.node import DetectorNode
 
+from conftest import structured_image
 from ros_graph import Graph, private_domain_id, wait_until
 
 SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
@@ -102,6 +104,17 @@ def cameras():
         camera.stop()
 
 
+def rate_below_capacity(node: DetectorNode, height: int, width: int) -> float:
+    """A publishing rate (Hz) the node sustains on this machine, as loaded as it is now: the
+    engine is compiled for the size first (as on the first frame), then one inference is timed
+    and the rate keeps the node busy a quarter of the time at most."""
+    image = structured_image(height, width, seed=0)
+    node.detector.detect([image])
+    started_s = time.monotonic()
+    node.detector.detect([image])
+    return min(2.0, 0.25 / (time.monotonic() - started_s))
+
+
 def answered(inbox, frame_id: str) -> int:
     return sum(1 for message in list(inbox.messages) if message.header.frame_id == frame_id)
 
@@ -113,17 +126,17 @@ def namespace() -> str:
     return f"/test_processes_{os.getpid()}_{next(_namespaces)}"
 
 
-@pytest.mark.parametrize(("height", "width", "rate"), [(480, 640, 3.0), (720, 1280, 1.0)])
+@pytest.mark.parametrize(("height", "width", "frames"), [(480, 640, 20), (720, 1280, 12)])
 def test_a_reliable_camera_in_another_process_is_answered_with_the_shipped_config(
-    graph, start_node, cameras, height, width, rate
+    graph, start_node, cameras, height, width, frames
 ):
     name = namespace()
     node = start_node(name)
     inbox = graph.subscribe(KeypointArray, f"{name}/keypoints", RELIABLE)
     frame_id = f"reliable_{height}"
     camera = cameras(
-        f"{name}/image", rate=rate, frames=12, height=height, width=width, encoding="bgr8",
-        reliability="reliable", frame_id=frame_id,
+        f"{name}/image", rate=rate_below_capacity(node, height, width), frames=frames, height=height, width=width,
+        encoding="bgr8", reliability="reliable", frame_id=frame_id,
     )  # fmt: skip
     published = camera.finish()
     wait_until(lambda: answered(inbox, frame_id) >= 0.95 * published, timeout_s=15.0, what="the answers")
@@ -200,7 +213,8 @@ def test_compressed_frames_from_another_process_are_answered(graph, start_node, 
     node = start_node(name, image_transport="compressed")
     inbox = graph.subscribe(KeypointArray, f"{name}/keypoints", RELIABLE)
     frame_id = f"compressed_{compression}"
-    camera = cameras(f"{name}/image", rate=3.0, frames=8, height=480, width=640, encoding="bgr8",
+    rate = rate_below_capacity(node, 480, 640)
+    camera = cameras(f"{name}/image", rate=rate, frames=8, height=480, width=640, encoding="bgr8",
                      reliability="reliable", transport="compressed", compression=compression,
                      frame_id=frame_id)  # fmt: skip
     published = camera.finish()
