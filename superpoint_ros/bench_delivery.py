@@ -10,13 +10,16 @@ Three processes per row, as on a robot: the installed node (`python -m superpoin
 with the shipped `config/detector.yaml`, random weights, CPU), `superpoint_ros.camera_sim`
 publishing 640×480 `bgr8`, and this process counting the `KeypointArray`s that come back. The
 profile, where a row uses it, is the installed `config/fastdds_large_images.xml`, exported in the
-processes the row names. The node's log is searched for its silent-publisher warning.
+processes the row names. The node's log is searched for its silent-publisher warning, and its
+statistics lines give the frames it received: the first frame of a size compiles the engine
+(about a second), so the frames that arrive meanwhile are received but dropped for newer ones.
 """
 
 import argparse
 import datetime
 import os
 import pathlib
+import re
 import shlex
 import signal
 import subprocess
@@ -88,7 +91,7 @@ def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz
             env=camera_environment, capture_output=True, text=True, timeout=120 + frames / rate_hz,
         )  # fmt: skip
         published = int(camera.stdout.split("camera_sim: published ")[1].split()[0])
-        time.sleep(3.0)  # the last frame's inference, and the silence warning's period
+        time.sleep(5.0)  # the last frame's inference, a statistics line, the silence warning's period
     finally:
         node.send_signal(signal.SIGINT)
         log, _ = node.communicate(timeout=30)
@@ -101,18 +104,20 @@ def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz
         "profile": profile,
         "published": published,
         "answered": len(answers),
+        # The largest count in the statistics lines: the node's total since start.
+        "received": max((int(count) for count in re.findall(r"(\d+) frames received", log)), default=0),
         "warned": WARNING_TEXT in log,
     }
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| publisher | node `input_qos` | Fast DDS profile | answered | node warned |",
-        "|---|---|---|---|---|",
+        "| publisher | node `input_qos` | Fast DDS profile | received by the node | answered | node warned |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['publisher']} | `{row['input_qos']}` | {row['profile']} | "
+            f"| {row['publisher']} | `{row['input_qos']}` | {row['profile']} | {row['received']} / {row['published']} | "
             f"{row['answered']} / {row['published']} | {'yes' if row['warned'] else 'no'} |"
         )
     return "\n".join(lines)
