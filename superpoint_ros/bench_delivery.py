@@ -117,8 +117,9 @@ def table(rows: list[dict]) -> str:
     ]
     for row in rows:
         lines.append(
-            f"| {row['publisher']} | `{row['input_qos']}` | {row['profile']} | {row['received']} / {row['published']} | "
-            f"{row['answered']} / {row['published']} | {'yes' if row['warned'] else 'no'} |"
+            f"| {row['publisher']} | `{row['input_qos']}` | {row['profile']} | "
+            f"{row['received']} / {row['published']} | {row['answered']} / {row['published']} | "
+            f"{'yes' if row['warned'] else 'no'} |"
         )
     return "\n".join(lines)
 
