@@ -322,3 +322,31 @@ def geometric_inliers(before: np.ndarray, after: np.ndarray, model: str, thresho
     if mask is None or len(mask) != len(before):
         return np.zeros(len(before), bool)
     return mask.ravel().astype(bool)
+
+
+def match_stereo(
+    left_descriptors: np.ndarray,
+    left_rectified: np.ndarray,
+    right_descriptors: np.ndarray,
+    right_rectified: np.ndarray,
+    nn_threshold: float = 0.7,
+    row_tolerance: float = 2.0,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right rows of the keypoints of one stereo frame that show the same point.
+
+    `*_descriptors` `(N, D)` unit rows; `*_rectified` `(N, 2)` pixels in the rectified pair
+    (`CameraModel.rectified`), where a point's two views share a row. A pair must lie within
+    `row_tolerance` pixels of one row, have a disparity (left x − right x) of at least
+    −`row_tolerance`, and be mutual nearest neighbours within `nn_threshold` among such pairs.
+    """
+    device = resolve_device(device)
+    left = torch.from_numpy(np.ascontiguousarray(left_descriptors, np.float32)).to(device)
+    right = torch.from_numpy(np.ascontiguousarray(right_descriptors, np.float32)).to(device)
+    left_xy = torch.from_numpy(np.asarray(left_rectified, np.float32).reshape(-1, 2)).to(device)
+    right_xy = torch.from_numpy(np.asarray(right_rectified, np.float32).reshape(-1, 2)).to(device)
+    similarity = left @ right.T
+    same_row = (left_xy[:, None, 1] - right_xy[None, :, 1]).abs() <= row_tolerance
+    in_front = left_xy[:, None, 0] - right_xy[None, :, 0] >= -row_tolerance
+    similarity = similarity.masked_fill(~(same_row & in_front), -torch.inf)
+    return mutual_nearest_neighbours(similarity, nn_threshold)
