@@ -16,7 +16,7 @@ from superpoint_ros.camera_model import CameraModel, camera_model
 from superpoint_ros.detector import Detections
 from superpoint_ros.image_codec import DecodedImage, decode_image, encode_image
 from superpoint_ros.msg import FeatureTracks, KeypointArray
-from superpoint_ros.tracking import Tracks
+from superpoint_ros.tracking import CameraTracks
 from superpoint_ros.vins_layout import CHANNEL_NAMES
 
 
@@ -88,24 +88,22 @@ def feature_tracks_message(
     header: Header,
     height: int,
     width: int,
-    tracks: Tracks,
-    keypoints: np.ndarray,
+    tracks: CameraTracks,
     normalized: np.ndarray | None,
-    keypoint_indices: np.ndarray,
 ) -> FeatureTracks:
-    """A `FeatureTracks` of the rows `keypoint_indices` of one frame's `tracks` (aligned with
-    its `(N, 2)` `keypoints`); `normalized` `(N, 2)` or None when no CameraInfo is known."""
+    """A `FeatureTracks` of one camera's `tracks`; `normalized` `(N, 2)`, or None when no
+    CameraInfo is known."""
     message = FeatureTracks()
     message.header = header
     message.height = height
     message.width = width
-    message.ids = _uint32_array(tracks.ids[keypoint_indices])
-    message.keypoints = _float32_array(keypoints[keypoint_indices])
+    message.ids = _uint32_array(tracks.ids)
+    message.keypoints = _float32_array(tracks.keypoints)
     if normalized is not None:
-        message.normalized = _float32_array(normalized[keypoint_indices])
-    message.lengths = _uint32_array(tracks.lengths[keypoint_indices])
-    message.ages = _uint32_array(tracks.ages[keypoint_indices])
-    message.keypoint_indices = _uint32_array(keypoint_indices)
+        message.normalized = _float32_array(normalized)
+    message.lengths = _uint32_array(tracks.lengths)
+    message.ages = _uint32_array(tracks.ages)
+    message.keypoint_indices = _uint32_array(tracks.keypoint_indices)
     return message
 
 

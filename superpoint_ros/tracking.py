@@ -100,6 +100,23 @@ class Tracks:
         return self.lengths == 1
 
 
+@dataclasses.dataclass(frozen=True)
+class CameraTracks:
+    """What one camera shows of a frame's tracks: `ids`, `lengths`, `ages` `(N,)`, `keypoints`
+    `(N, 2)` pixels, and `keypoint_indices` `(N,)`, the rows of the camera's `Detections`."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    ages: np.ndarray
+    keypoints: np.ndarray
+    keypoint_indices: np.ndarray
+
+    def select(self, rows: np.ndarray) -> "CameraTracks":
+        return CameraTracks(
+            self.ids[rows], self.lengths[rows], self.ages[rows], self.keypoints[rows], self.keypoint_indices[rows]
+        )
+
+
 class Tracker:
     """Persistent ids for keypoints across frames; see the module docstring.
 
