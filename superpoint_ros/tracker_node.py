@@ -69,6 +69,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Stereo frames waiting for their other half; a stamp older than this many is given up.
 PENDING_STEREO_FRAMES = 10
 DEBUG_IMAGES_KEPT = 30
+# Stamps jitter: a frame due after one `vins_max_rate` period is not skipped for coming a little early.
+RATE_TOLERANCE = 0.95
 SIGNAL_CHECK_PERIOD_S = 0.2
 
 
@@ -402,7 +404,7 @@ class TrackerNode(Node):
             self.counters.vins_skipped += 1
             self._warn("No CameraInfo yet: the VINS-Fusion output waits for it")
             return
-        if self._last_vins_stamp is not None and stamp - self._last_vins_stamp < self._vins_period_s:
+        if self._last_vins_stamp is not None and stamp - self._last_vins_stamp < RATE_TOLERANCE * self._vins_period_s:
             self.counters.vins_skipped += 1
             return
         self._last_vins_stamp = stamp
