@@ -79,7 +79,7 @@ def keypoint_array_problem(message: KeypointArray) -> str | None:
         return f"keypoints has {count} values, not an even number"
     if len(message.scores) != count // 2:
         return f"{count // 2} keypoints but {len(message.scores)} scores"
-    if size == 0 or len(message.descriptors) != count // 2 * size:
+    if (size == 0 and count) or len(message.descriptors) != count // 2 * size:
         return f"{count // 2} keypoints of descriptor_size {size} but {len(message.descriptors)} descriptor values"
     return None
 

@@ -310,17 +310,23 @@ class TrackerNode(Node):
             self._error(f"Dropped a KeypointArray from '{camera.prefix}keypoints': {problem}")
             return
         if not self._stereo:
-            self._track([message])
+            self._track_safely([message])
             return
         key = stamp_key(message)
         halves = self._pending.setdefault(key, {})
         halves[camera.camera_id] = message
         if len(halves) == 2:
             del self._pending[key]
-            self._track([halves[0], halves[1]])
+            self._track_safely([halves[0], halves[1]])
         while len(self._pending) > PENDING_STEREO_FRAMES:
             self._pending.popitem(last=False)
             self.counters.unpaired += 1
+
+    def _track_safely(self, messages: list[KeypointArray]) -> None:
+        try:
+            self._track(messages)
+        except Exception as error:  # one bad frame must not stop the executor, and with it the node
+            self._error(f"Tracking failed, frame dropped: {error!r}")
 
     def _track(self, messages: list[KeypointArray]) -> None:
         """Track one frame: the left (or only) camera's `messages[0]`, and in stereo the right

@@ -258,9 +258,11 @@ class Tracker:
         self._first_frame = np.concatenate((self._first_frame, np.full(len(ids), self._frame)))
         self._last_frame = np.concatenate((self._last_frame, np.full(len(ids), self._frame)))
         self._lengths = np.concatenate((self._lengths, np.ones(len(ids), np.int64)))
-        self._descriptors = (
-            descriptors.clone() if self._descriptors is None else torch.cat((self._descriptors, descriptors))
-        )
+        if self._descriptors is None or not len(self._descriptors):
+            # No live tracks: the descriptor size may be new.
+            self._descriptors = descriptors.clone()
+        else:
+            self._descriptors = torch.cat((self._descriptors, descriptors))
 
 
 def _checked_arrays(detections: Detections) -> tuple[np.ndarray, np.ndarray]:

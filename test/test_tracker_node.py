@@ -307,3 +307,29 @@ def test_every_parameter_is_described_and_every_number_has_a_range(graph, start)
             assert descriptor.integer_range, descriptor.name
         if descriptor.type == ParameterType.PARAMETER_DOUBLE:
             assert descriptor.floating_point_range, descriptor.name
+
+
+def stamped(message: KeypointArray, seconds: float) -> KeypointArray:
+    message.header.stamp.sec, message.header.stamp.nanosec = int(seconds), round((seconds % 1) * 1e9)
+    return message
+
+
+def test_vins_max_rate_skips_frames_by_stamp_and_a_stamp_going_back_restarts_the_tracks(graph, start):
+    tracker, namespace = start(TrackerNode, vins_output=True, vins_max_rate=10.0, debug_image=False)
+    publish_camera_info(graph, f"{namespace}/camera_info", pinhole_info(), tracker)
+    publisher = graph.publisher(KeypointArray, f"{namespace}/keypoints", RELIABLE)
+    tracks_inbox = graph.subscribe(FeatureTracks, f"{namespace}/tracks", RELIABLE)
+    vins_inbox = graph.subscribe(PointCloud, f"{namespace}/feature", RELIABLE)
+    wait_until(lambda: publisher.get_subscription_count() > 0, what="the tracker's subscription")
+    wait_until(lambda: tracker.vins_publisher.get_subscription_count() > 0, what="a PointCloud match")
+    rng = np.random.default_rng(2)
+    points, descriptors = rng.uniform(0, 200, (40, 2)), unit_descriptors(rng, 40)
+    # 20 Hz stamps, a little jittered, then one going back in time.
+    stamps = [100.0, 100.049, 100.1, 100.151, 100.2, 100.25, 99.0]
+    for sequence, seconds in enumerate(stamps):
+        publisher.publish(stamped(keypoint_message(sequence, points, descriptors, "camera"), seconds))
+    last = tracks_inbox.find(lambda m: m.header.stamp.sec == 99, what="the frame stamped 99 s")
+    assert (np.asarray(last.lengths) == 1).all(), "the tracks start afresh"
+    vins_inbox.find(lambda m: m.header.stamp.sec == 99, what="the PointCloud stamped 99 s")
+    published = sorted(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in vins_inbox.messages)
+    assert published == pytest.approx([99.0, 100.0, 100.1, 100.2])

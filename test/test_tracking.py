@@ -398,3 +398,12 @@ def test_inconsistent_arrays_raise_a_value_error_naming_the_problem(keypoints, d
 def test_invalid_settings_are_refused_with_their_name(settings, problem):
     with pytest.raises(ValueError, match=problem):
         TrackingSettings(**settings)
+
+
+def test_a_first_frame_without_keypoints_does_not_fix_the_descriptor_size():
+    tracker = Tracker()
+    tracker.update(Detections(np.empty((0, 2), np.float32), np.empty(0, np.float32), np.empty((0, 128), np.float32)))
+    tracks = tracker.update(
+        Detections(np.zeros((2, 2), np.float32), np.ones(2, np.float32), np.eye(2, 256, dtype=np.float32))
+    )
+    assert list(tracks.lengths) == [1, 1]
