@@ -1,6 +1,6 @@
 """Tracker benchmark: `Tracker.update` time per frame at 500, 1000 and 2000 keypoints.
 
-    python -m superpoint_ros.bench_tracking [--device cpu] [--frames 60] [--dds]
+    python -m superpoint_ros.bench_tracking [--device cpu] [--threads N] [--frames 60] [--dds]
 
 Input: points scattered over the demo's scene (`superpoint_ros.scenes`), seen through its
 moving camera (`camera_homography`), so that tracks continue, leave and enter as in a video;
@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="where the tracker matches: cpu, cuda, cuda:N, auto")
     parser.add_argument("--frames", type=int, default=60, help="frames per size (the first 5 warm up)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--dds", action="store_true", help="also time a KeypointArray through DDS from a child process")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.child:
         _publish_from_child(*arguments.child)
         return 0
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
     with open("/proc/loadavg") as loadavg:
         load = loadavg.read().split()[:3]
     results = {
@@ -216,12 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average": load,
         "device": arguments.device,
+        "torch_threads": torch.get_num_threads(),
         "fastdds_profile": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or None,
         "tracker": [time_tracker(n, arguments.frames, arguments.device) for n in (500, 1000, 2000)],
     }
     if arguments.dds:
         results["dds"] = time_dds()
-    print(f"{results['machine']['cpu']}, {results['date']}, load average {' '.join(load)}, device {arguments.device}")
+    where = f"device {arguments.device}, {torch.get_num_threads()} torch thread(s)"
+    print(f"{results['machine']['cpu']}, {results['date']}, load average {' '.join(load)}, {where}")
     print("| keypoints | live tracks | continued | p50 ms | p90 ms | of which similarity matrix, p50 ms |")
     print("|---|---|---|---|---|---|")
     for row in results["tracker"]:

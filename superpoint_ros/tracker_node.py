@@ -34,6 +34,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 import rclpy
+import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -165,6 +166,16 @@ class TrackerNode(Node):
         settings = TrackingSettings()
         self.declare_parameter(
             "device", "cpu", describe("Where descriptors are matched: cpu, cuda, cuda:N or auto.", read_only=True)
+        )
+        self.declare_parameter(
+            "threads",
+            1,
+            describe(
+                "CPU threads for matching (torch), set for the tracker executable's process. 1 keeps it from "
+                "competing with the detector's inference threads.",
+                read_only=True,
+                **integer_range(1, 256),
+            ),
         )
         self.declare_parameter(
             "stereo",
@@ -483,6 +494,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"Cannot start: {_one_line(error)}")
         rclpy.try_shutdown()
         return 1
+    # The detector's inference keeps every core busy; a second pool of spinning threads here made
+    # matching slower, not faster (BENCHMARKS.md, feature tracker).
+    torch.set_num_threads(node.get_parameter("threads").value)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

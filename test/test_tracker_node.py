@@ -7,10 +7,13 @@ between them and the probe goes through DDS.
 
 import itertools
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
+from rcl_interfaces.msg import Parameter as ParameterMessage
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import DescribeParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
@@ -262,8 +265,6 @@ def test_a_malformed_keypoint_array_is_dropped_with_a_throttled_error_and_tracki
 
 
 def set_parameters(graph, namespace, **values):
-    from rcl_interfaces.msg import Parameter as ParameterMessage
-
     client = graph.probe.create_client(SetParameters, f"{namespace}/{NODE_NAME}/set_parameters")
     request = SetParameters.Request(
         parameters=[
@@ -333,3 +334,16 @@ def test_vins_max_rate_skips_frames_by_stamp_and_a_stamp_going_back_restarts_the
     vins_inbox.find(lambda m: m.header.stamp.sec == 99, what="the PointCloud stamped 99 s")
     published = sorted(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in vins_inbox.messages)
     assert published == pytest.approx([99.0, 100.0, 100.1, 100.2])
+
+
+def test_the_executable_refuses_a_bad_parameter_with_one_line_and_no_traceback():
+    started = subprocess.run(
+        [sys.executable, "-m", "superpoint_ros.tracker_node", "--ros-args", "-p", "verification:=affine"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 1
+    output = started.stdout + started.stderr
+    assert "Cannot start" in output and "verification must be one of" in output
+    assert "Traceback" not in output
