@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from superpoint_ros import tracking
 from superpoint_ros.detector import Detections
@@ -407,3 +408,20 @@ def test_a_first_frame_without_keypoints_does_not_fix_the_descriptor_size():
         Detections(np.zeros((2, 2), np.float32), np.ones(2, np.float32), np.eye(2, 256, dtype=np.float32))
     )
     assert list(tracks.lengths) == [1, 1]
+
+
+def test_mutual_nearest_neighbours_match_a_brute_force_search_and_give_each_column_once():
+    rng = np.random.default_rng(9)
+    rows, columns = unit_rows(rng.normal(size=(60, 8))), unit_rows(rng.normal(size=(50, 8)))
+    similarity = rows @ columns.T
+    similarity[7, :] = similarity[3, :]  # two identical rows tie on their best column
+    expected = {
+        (r, int(similarity[r].argmax()))
+        for r in range(60)
+        if similarity[:, similarity[r].argmax()].max() == similarity[r].max()
+        and np.sqrt(2 - 2 * similarity[r].max()) <= 1.2
+    }
+    expected.discard((7, int(similarity[7].argmax())))
+    found_rows, found_columns = tracking.mutual_nearest_neighbours(torch.from_numpy(similarity), 1.2)
+    assert set(zip(found_rows.tolist(), found_columns.tolist(), strict=True)) == expected
+    assert len(set(found_columns.tolist())) == len(found_columns)
