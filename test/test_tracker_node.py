@@ -260,6 +260,7 @@ def test_a_malformed_keypoint_array_is_dropped_with_a_throttled_error_and_tracki
     tracks = inbox.find(lambda m: m.header.stamp == good.header.stamp, what="tracks of the good frame")
     assert len(tracks.ids) == 30
     assert tracker.counters.rejected == 3
+
     def names_the_problem(log):
         return "30 keypoints but 10 scores" in log.msg and namespace[1:] in log.name
 
