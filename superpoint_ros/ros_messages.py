@@ -8,12 +8,16 @@ filled through `array.array` from the array's bytes, and read back with `np.from
 import array
 
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
+from geometry_msgs.msg import Point32
+from sensor_msgs.msg import CameraInfo, ChannelFloat32, CompressedImage, Image, PointCloud
 from std_msgs.msg import Header
 
+from superpoint_ros.camera_model import CameraModel, camera_model
 from superpoint_ros.detector import Detections
 from superpoint_ros.image_codec import DecodedImage, decode_compressed_image, decode_image, encode_image
-from superpoint_ros.msg import KeypointArray
+from superpoint_ros.msg import FeatureTracks, KeypointArray
+from superpoint_ros.tracking import CameraTracks
+from superpoint_ros.vins_layout import CHANNEL_NAMES
 
 
 def _float32_array(values: np.ndarray) -> array.array:
@@ -69,3 +73,70 @@ def decode_frame_message(message: Image | CompressedImage) -> DecodedImage:
     if isinstance(message, CompressedImage):
         return decode_compressed_image(message.format, message.data)
     return decode_image_message(message)
+
+
+def _uint32_array(values: np.ndarray) -> array.array:
+    return array.array("I", np.ascontiguousarray(values, dtype=np.uint32).tobytes())
+
+
+def keypoint_array_problem(message: KeypointArray) -> str | None:
+    """Why `detections_from_message` cannot read `message`, or None when it can."""
+    count, size = len(message.keypoints), message.descriptor_size
+    if count % 2:
+        return f"keypoints has {count} values, not an even number"
+    if len(message.scores) != count // 2:
+        return f"{count // 2} keypoints but {len(message.scores)} scores"
+    if (size == 0 and count) or len(message.descriptors) != count // 2 * size:
+        return f"{count // 2} keypoints of descriptor_size {size} but {len(message.descriptors)} descriptor values"
+    return None
+
+
+def feature_tracks_message(
+    header: Header,
+    height: int,
+    width: int,
+    tracks: CameraTracks,
+    normalized: np.ndarray | None,
+) -> FeatureTracks:
+    """A `FeatureTracks` of one camera's `tracks`; `normalized` `(N, 2)`, or None when no
+    CameraInfo is known."""
+    message = FeatureTracks()
+    message.header = header
+    message.height = height
+    message.width = width
+    message.ids = _uint32_array(tracks.ids)
+    message.keypoints = _float32_array(tracks.keypoints)
+    if normalized is not None:
+        message.normalized = _float32_array(normalized)
+    message.lengths = _uint32_array(tracks.lengths)
+    message.ages = _uint32_array(tracks.ages)
+    message.keypoint_indices = _uint32_array(tracks.keypoint_indices)
+    return message
+
+
+def point_cloud_message(header: Header, points: np.ndarray, channels: np.ndarray) -> PointCloud:
+    """A `sensor_msgs/PointCloud` of `(M, 3)` points and `(C, M)` channels named
+    `vins_layout.CHANNEL_NAMES` (see `vins_layout.vins_feature_arrays`)."""
+    message = PointCloud()
+    message.header = header
+    message.points = [Point32(x=x, y=y, z=z) for x, y, z in points.tolist()]
+    message.channels = [
+        ChannelFloat32(name=name, values=_float32_array(values))
+        for name, values in zip(CHANNEL_NAMES, channels, strict=True)
+    ]
+    return message
+
+
+def camera_model_from_message(message: CameraInfo, rectified_input: bool = False) -> CameraModel:
+    """The `CameraModel` of a received CameraInfo; raises `ValueError` for an uncalibrated
+    camera or an unsupported distortion model."""
+    return camera_model(
+        message.width,
+        message.height,
+        message.distortion_model,
+        np.asarray(message.k),
+        np.asarray(message.d),
+        np.asarray(message.r),
+        np.asarray(message.p),
+        rectified_input,
+    )

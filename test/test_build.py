@@ -39,7 +39,9 @@ def test_colcon_build_generates_python_and_cpp_message_support(tmp_path, mode):
     assert build.returncode == 0, build.stdout + build.stderr
     install = workspace / "install" / "superpoint_ros"
     assert (install / "include/superpoint_ros/superpoint_ros/msg/keypoint_array.hpp").is_file()
+    assert (install / "include/superpoint_ros/superpoint_ros/msg/feature_tracks.hpp").is_file()
     assert (install / "lib/superpoint_ros/detector").is_file()
+    assert (install / "lib/superpoint_ros/tracker").is_file()
     assert (install / "share/superpoint_ros/config").is_dir()
     assert (install / "share/superpoint_ros/launch/detector.launch.py").is_file()
     check = (

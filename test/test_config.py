@@ -60,3 +60,23 @@ def test_the_two_camera_config_publishes_per_camera_topics(node_from):
     ]
     assert [camera.keypoints_publisher.topic_name for camera in node.cameras] == ["/left/keypoints", "/right/keypoints"]
     assert [camera.debug_publisher.topic_name for camera in node.cameras] == ["/left/debug_image", "/right/debug_image"]
+
+
+def test_the_vins_fusion_stereo_config_sets_up_both_nodes_for_a_stereo_pair(node_from):
+    from superpoint_ros.tracker_node import TrackerNode
+
+    parameters = yaml.safe_load((CONFIG / "vins_fusion_stereo.yaml").read_text())
+    detector = node_from("vins_fusion_stereo.yaml")
+    assert [camera.keypoints_publisher.topic_name for camera in detector.cameras] == [
+        "/left/keypoints",
+        "/right/keypoints",
+    ]
+    context = detector.context
+    tracker = TrackerNode(context=context)
+    try:
+        for name, value in parameters["/**/superpoint_tracker"]["ros__parameters"].items():
+            assert tracker.get_parameter(name).value == value, name
+        assert [camera.tracks_publisher.topic_name for camera in tracker.cameras] == ["/left/tracks", "/right/tracks"]
+        assert tracker.vins_publisher.topic_name == "/feature"
+    finally:
+        tracker.destroy_node()
