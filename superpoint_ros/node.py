@@ -17,7 +17,8 @@ someone subscribes to it.
 Latency stays bounded: the subscription callback only keeps the newest frame of each camera;
 a worker thread runs the network on whatever is pending, all cameras in one batch, and frames
 replaced before the worker took them are counted as dropped and logged every
-`statistics_period` seconds. (Frames the middleware itself discards never reach the node and
+`statistics_period` seconds (a period in which nothing arrived is logged too, naming the
+topic). (Frames the middleware itself discards never reach the node and
 are not counted: its queue keeps the newest 5. With Fast DDS, best-effort frames over 512 KB
 between processes need `config/fastdds_large_images.xml`.)
 
@@ -68,12 +69,14 @@ SIGNAL_CHECK_PERIOD_S = 0.2
 @dataclasses.dataclass
 class FrameCounters:
     """Counts since start. `dropped`: frames replaced by a newer one before inference;
-    `rejected`: frames that could not be decoded; `batched_frames`: frames that shared a network
-    run with frames of other cameras; `debug_images`: overlays drawn and published."""
+    `rejected`: frames that could not be decoded (or are under 8 pixels on a side); `failed`:
+    frames whose batch raised in inference; `batched_frames`: frames that shared a network run
+    with frames of other cameras; `debug_images`: overlays drawn and published."""
 
     received: int = 0
     dropped: int = 0
     rejected: int = 0
+    failed: int = 0
     processed: int = 0
     batched_frames: int = 0
     largest_batch: int = 0
@@ -395,7 +398,15 @@ class DetectorNode(Node):
             pixels = frame.image.pixels
             batches.setdefault((pixels.shape, pixels.dtype, frame.image.channel_order), []).append(frame)
         for (_, _, channel_order), batch in batches.items():
-            results = self.detector.detect([frame.image.pixels for frame in batch], channel_order)
+            try:
+                results = self.detector.detect([frame.image.pixels for frame in batch], channel_order)
+            except Exception as error:  # the other batches, often other cameras, still run
+                with self._lock:
+                    for frame in batch:
+                        frame.camera.counters.failed += 1
+                topics = ", ".join(sorted({f"'{frame.camera.image_topic}'" for frame in batch}))
+                self._throttled_error(f"Inference failed, {len(batch)} frame(s) from {topics} dropped: {error!r}")
+                continue
             with self._lock:
                 for frame in batch:
                     counters = frame.camera.counters
@@ -440,13 +451,23 @@ class DetectorNode(Node):
             return {camera.name: dataclasses.replace(camera.counters) for camera in self.cameras}
 
     def _log_statistics(self) -> None:
-        for name, counters in self.statistics().items():
-            if self._logged_counters.get(name, FrameCounters()) == counters:
-                continue
-            self._logged_counters[name] = counters
+        """One line per camera each period; when nothing came, it names the topic listened to,
+        so that a wrong remapping shows."""
+        period_s = self._parameter("statistics_period")
+        statistics = self.statistics()
+        for camera in self.cameras:
+            counters = statistics[camera.name]
+            new = counters.received - self._logged_counters.get(camera.name, FrameCounters()).received
+            self._logged_counters[camera.name] = counters
+            if new:
+                recent = f"{new} frames received"
+            else:
+                recent = f"nothing received on '{self.resolve_topic_name(camera.image_topic)}'"
             self.get_logger().info(
-                f"{name}: {counters.received} frames received, {counters.processed} processed, "
-                f"{counters.dropped} dropped for newer frames, {counters.rejected} rejected as undecodable; "
+                f"{camera.name}: {recent} in the last {period_s:g} s; since start {counters.received} frames received, "
+                f"{counters.processed} processed, {counters.dropped} dropped for newer frames, "
+                f"{counters.rejected} rejected as undecodable or too small, "
+                f"{counters.failed} lost to inference errors; "
                 f"{counters.batched_frames} ran batched with other cameras (largest batch {counters.largest_batch})"
             )
 
