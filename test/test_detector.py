@@ -96,6 +96,7 @@ def test_eight_pixels_a_side_is_the_smallest_image_detected(detector):
     # One 8×8 cell, no NMS, no border: every pixel scoring above 0 is a keypoint.
     assert 0 < len(result.scores) <= 64
     np.testing.assert_allclose(np.linalg.norm(result.descriptors, axis=1), 1.0, atol=1e-5)
+    detector.settings = DetectionSettings()
 
 
 def test_a_uint8_and_a_float32_image_of_one_shape_each_give_their_own_result(detector):
