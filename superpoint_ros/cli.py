@@ -13,6 +13,7 @@ import cv2
 from superpoint_ros.backends import BACKENDS, PRECISIONS
 from superpoint_ros.detector import Detector
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
+from superpoint_ros.images import ImageError, check_image
 from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
 
 
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
             print(f"superpoint-detect: cannot read image {path}", file=sys.stderr)
+            return 2
+        try:
+            check_image(image)
+        except ImageError as error:
+            print(f"superpoint-detect: {path}: {error}", file=sys.stderr)
             return 2
         images.append(image)
     try:

@@ -10,9 +10,13 @@ result.scores       # (N,) float32, descending
 result.descriptors  # (N, 256) float32, unit rows
 ```
 
-Edges: the network pools by 8 three times and floors, so for a size not divisible by 8 the
+Edges: the network pools by 2 three times and floors, so for a size not divisible by 8 the
 last `H % 8` rows and `W % 8` columns get no keypoints, and `border_removal_distance` counts
-from the edges of that `8*(H//8) × 8*(W//8)` region, exactly as in the reference.
+from the edges of that `8*(H//8) × 8*(W//8)` region, exactly as in the reference. An image
+under 8 pixels on a side is refused (`images.ImageError`, a `ValueError`).
+
+Float images are intensities in [0, 1]: NaN becomes 0 and values are clipped to [0, 1] before
+the network (see `superpoint_ros.images`), so descriptors stay finite and of unit length.
 """
 
 import dataclasses
@@ -133,7 +137,9 @@ class Detector:
     def detect(self, images: Sequence[np.ndarray], channel_order: str = "bgr") -> list[Detections]:
         """Detect in each image. Colour images are BGR unless `channel_order="rgb"`.
 
-        Images of equal shape and dtype run through the network as one batch.
+        Images of equal shape and dtype run through the network as one batch. Raises
+        `images.ImageError` (a `ValueError` naming the problem, such as a side under 8 pixels)
+        before any work if one image cannot be taken.
         """
         for image in images:
             check_image(image)

@@ -22,7 +22,8 @@ RECENT_SAMPLES = 100
 @dataclasses.dataclass
 class FrameCounters:
     """Counts since start. `dropped`: frames replaced by a newer one before inference;
-    `rejected`: frames that could not be decoded; `failed`: frames whose inference raised;
+    `rejected`: frames that could not be decoded (or are under 8 pixels on a side); `failed`:
+    frames whose batch raised in inference;
     `batched_frames`: frames that shared a network run with frames of other cameras;
     `debug_images`: overlays drawn and published."""
 

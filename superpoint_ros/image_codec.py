@@ -1,10 +1,11 @@
 """`sensor_msgs/Image` fields ⇄ numpy arrays, without ROS and without cv_bridge.
 
 `decode_image` turns the fields of a received image into an array that `Detector.detect`
-takes, plus the channel order to pass it. Where the layout allows (native byte order, no
-demosaicing) the array is a view of the message buffer: rows are `step` bytes apart, so padded
-rows cost nothing either. Big-endian 16/32-bit data is byte-swapped into a copy, and `bayer_*8`
-is demosaiced to BGR by OpenCV.
+takes, plus the channel order to pass it. Sizes the network cannot take (under `MIN_SIDE` = 8
+pixels on a side) are refused here, like malformed layouts. Where the layout allows (native
+byte order, no demosaicing) the array is a view of the message buffer: rows are `step` bytes
+apart, so padded rows cost nothing either. Big-endian 16/32-bit data is byte-swapped into a
+copy, and `bayer_*8` is demosaiced to BGR by OpenCV.
 
 `decode_compressed_image` does the same for a `sensor_msgs/CompressedImage` as image_transport's
 `compressed` transport writes it (JPEG or PNG, decoded by OpenCV).
@@ -18,6 +19,8 @@ import sys
 
 import cv2
 import numpy as np
+
+from superpoint_ros.images import MIN_SIDE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +106,10 @@ def decode_image(
     if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
         raise ImageDecodeError(
             f"absurd image size {width}x{height} ({encoding}); at most {MAX_SIDE} per side and {MAX_PIXELS} pixels"
+        )
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise ImageDecodeError(
+            f"image too small: {width}x{height} ({encoding}); SuperPoint needs at least {MIN_SIDE}x{MIN_SIDE} pixels"
         )
     row_bytes = width * layout.bytes_per_pixel
     if step < row_bytes:

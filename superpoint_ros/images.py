@@ -1,7 +1,12 @@
 """Numpy images → SuperPoint's input: grey, float32, scaled to [0, 1], on the model's device.
 
-Accepted arrays: `H×W` or `H×W×1` grey, `H×W×3` colour, `H×W×4` colour with alpha (ignored);
-dtype `uint8` (÷255), `uint16` (÷65535) or floating point (taken as already in [0, 1]).
+Accepted arrays: `H×W` or `H×W×1` grey, `H×W×3` colour, `H×W×4` colour with alpha (ignored),
+at least `MIN_SIDE` (8) pixels high and wide; dtype `uint8` (÷255), `uint16` (÷65535) or floating
+point. Floating-point pixels are taken as already in [0, 1]: NaN becomes 0, and every value is
+clipped to [0, 1] (−Inf to 0, +Inf and anything above 1 to 1), so that whatever a float image
+holds the network sees finite input of the range it was trained on, and every engine gives finite
+scores and unit-length descriptors. A float image in other units (a depth image in metres) is
+therefore mostly saturated; scale it to [0, 1] first.
 Colour becomes grey with the luma weights 0.2989 R + 0.5870 G + 0.1140 B, the ones the
 reference image processor applies with `do_grayscale=True`, in the same float32 operation order,
 so that our grey pixels are bit-identical to its. Like it, an image whose three channels are all
@@ -11,6 +16,10 @@ equal (a grey PNG that OpenCV loaded as BGR) is taken as it is.
 import numpy as np
 import torch
 
+from superpoint_ros.model import CELL_SIZE
+
+MIN_SIDE = CELL_SIZE
+"""Fewest pixels per side: the network pools by 2 three times, so it needs one whole 8×8 cell."""
 LUMA_RGB = (0.2989, 0.5870, 0.1140)
 CHANNEL_ORDERS = ("bgr", "rgb")
 _FULL_SCALE = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
@@ -30,6 +39,10 @@ def check_image(image: np.ndarray) -> None:
         raise ImageError(f"image has no pixels (shape {image.shape})")
     if image.dtype not in _FULL_SCALE and not np.issubdtype(image.dtype, np.floating):
         raise ImageError(f"expected uint8, uint16 or float pixels, got {image.dtype}")
+    if image.shape[0] < MIN_SIDE or image.shape[1] < MIN_SIDE:
+        raise ImageError(
+            f"image is {image.shape[1]}x{image.shape[0]} pixels; SuperPoint needs at least {MIN_SIDE}x{MIN_SIDE}"
+        )
 
 
 def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order: str = "bgr") -> torch.Tensor:
@@ -53,6 +66,9 @@ def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order:
     if full_scale is not None:
         # Division rounds like the reference's float64 rescale cast back to float32.
         batch = batch / full_scale
+    else:
+        # One NaN would spread through every layer to the descriptors; a huge value could overflow.
+        batch = torch.nan_to_num(batch, nan=0.0).clamp_(0.0, 1.0)
     if batch.ndim == 3:
         return batch[:, None]
     if batch.shape[-1] == 1:

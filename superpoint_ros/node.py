@@ -25,8 +25,9 @@ second.
 Latency stays bounded: the subscription callback only keeps the newest frame of each camera;
 a worker thread runs the network on whatever is pending, all cameras in one batch, and frames
 replaced before the worker took them are counted as dropped and logged every
-`statistics_period` seconds. (Frames the middleware itself discards never reach the node and
-are not counted. With Fast DDS, best-effort frames over 512 KB between processes need
+`statistics_period` seconds (a period in which nothing arrived is logged too, naming the
+topic). (Frames the middleware itself discards never reach the node and are not counted. With
+Fast DDS, best-effort frames over 512 KB between processes need
 `config/fastdds_large_images.xml` in both processes.)
 
 `keypoint_threshold`, `nms_radius`, `max_keypoints` and `border_removal_distance` can be set
@@ -595,7 +596,10 @@ class DetectorNode(Node):
 
     def _work(self) -> None:
         while (frames := self._take_pending()) is not None:
-            self._process(frames)
+            try:
+                self._process(frames)
+            except Exception as error:  # whatever else goes wrong must not end inference for good
+                self._throttled_error(f"Handling {len(frames)} frame(s) failed: {error!r}")
 
     def _process(self, frames: list[Frame]) -> None:
         batches: dict[tuple, list[Frame]] = {}
@@ -612,17 +616,21 @@ class DetectorNode(Node):
         for (_, _, channel_order), batch in batches.items():
             # Each batch on its own: one that fails must not take another camera's frames with it.
             try:
-                self._run_batch(batch, channel_order)
+                results = self._detect_batch(batch, channel_order)
             except Exception as error:
                 with self._lock:
                     for frame in batch:
                         frame.camera.counters.failed += 1
                         frame.camera.health.consecutive_failures += 1
                         frame.camera.health.last_failure = repr(error)
-                topics = ", ".join(f"'{frame.camera.input_topic}'" for frame in batch)
-                self._throttled_error(f"Inference failed, frame(s) from {topics} dropped: {error!r}")
+                topics = ", ".join(sorted({f"'{frame.camera.input_topic}'" for frame in batch}))
+                self._throttled_error(f"Inference failed, {len(batch)} frame(s) from {topics} dropped: {error!r}")
+                continue
+            for frame, detections in zip(batch, results, strict=True):
+                self._publish(frame, detections)
 
-    def _run_batch(self, batch: list[Frame], channel_order: str) -> None:
+    def _detect_batch(self, batch: list[Frame], channel_order: str) -> list[Detections]:
+        """Run one batch and count it; the detections in `batch` order."""
         started_s = time.monotonic()
         results = self.detector.detect([frame.image.pixels for frame in batch], channel_order)
         network_s_per_frame = (time.monotonic() - started_s) / len(batch)
@@ -634,8 +642,7 @@ class DetectorNode(Node):
                 counters.largest_batch = max(counters.largest_batch, len(batch))
                 frame.camera.health.consecutive_failures = 0
                 frame.camera.health.network_s.append(network_s_per_frame)
-        for frame, detections in zip(batch, results, strict=True):
-            self._publish(frame, detections)
+        return results
 
     def _publish(self, frame: Frame, detections: Detections) -> None:
         message = frame.message
@@ -673,13 +680,23 @@ class DetectorNode(Node):
             return {camera.name: dataclasses.replace(camera.counters) for camera in self.cameras}
 
     def _log_statistics(self) -> None:
-        for name, counters in self.statistics().items():
-            if self._logged_counters.get(name, FrameCounters()) == counters:
-                continue
-            self._logged_counters[name] = counters
+        """One line per camera each period; when nothing came, it names the topic listened to,
+        so that a wrong remapping shows."""
+        period_s = self._parameter("statistics_period")
+        statistics = self.statistics()
+        for camera in self.cameras:
+            counters = statistics[camera.name]
+            new = counters.received - self._logged_counters.get(camera.name, FrameCounters()).received
+            self._logged_counters[camera.name] = counters
+            if new:
+                recent = f"{new} frames received"
+            else:
+                recent = f"nothing received on '{camera.input_topic}'"
             self.get_logger().info(
-                f"{name}: {counters.received} frames received, {counters.processed} processed, "
-                f"{counters.dropped} dropped for newer frames, {counters.rejected} rejected as undecodable; "
+                f"{camera.name}: {recent} in the last {period_s:g} s; since start {counters.received} frames received, "
+                f"{counters.processed} processed, {counters.dropped} dropped for newer frames, "
+                f"{counters.rejected} rejected as undecodable or too small, "
+                f"{counters.failed} lost to inference errors; "
                 f"{counters.batched_frames} ran batched with other cameras (largest batch {counters.largest_batch})"
             )
 

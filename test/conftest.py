@@ -84,3 +84,21 @@ def structured_image(height: int, width: int, seed: int) -> np.ndarray:
             cv2.rectangle(image, center, corner, colour, thickness=int(rng.choice([-1, 1])))
     cv2.line(image, (0, height - 1), (width - 1, 0), (255, 255, 255), 1)
     return image
+
+
+def resized_grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The float32 grey `size` (height, width) image a detector with `resize=size` feeds its
+    network: grey conversion, then the antialiased bilinear resize."""
+    from torch.nn import functional
+
+    from superpoint_ros.images import to_grey_batch
+
+    grey = to_grey_batch([image], torch.device("cpu"))
+    return functional.interpolate(grey, size=size, mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+
+
+def through_resize(keypoints: np.ndarray, network_size: tuple[int, int], image_size: tuple[int, int]) -> np.ndarray:
+    """Pixel centres `(N, 2)` (x, y) of a `network_size` (h, w) image mapped into an `image_size`
+    (H, W) one, each axis by its own ratio: `(x + 0.5) · W/w − 0.5`, `(y + 0.5) · H/h − 0.5`."""
+    ratios = np.array([image_size[1] / network_size[1], image_size[0] / network_size[0]], np.float32)
+    return (keypoints + np.float32(0.5)) * ratios - np.float32(0.5)

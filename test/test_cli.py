@@ -57,6 +57,15 @@ def test_unreadable_image_and_missing_weights_exit_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_an_image_under_eight_pixels_a_side_exits_with_one_line_naming_it(tmp_path):
+    good, thin = tmp_path / "good.png", tmp_path / "thin.png"
+    cv2.imwrite(str(good), structured_image(32, 32, 0))
+    cv2.imwrite(str(thin), structured_image(5, 40, 1))
+    result = run_cli(str(good), str(thin), "--weights", "random", "--device", "cpu")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"superpoint-detect: {thin}: image is 40x5 pixels; SuperPoint needs at least 8x8"
+
+
 def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):
     root = __import__("pathlib").Path(__file__).resolve().parent.parent
     build = subprocess.run(

@@ -8,7 +8,7 @@ from superpoint_ros.image_codec import ENCODINGS, MAX_SIDE, ImageDecodeError, de
 from conftest import structured_image
 
 
-def pixels_for(encoding: str, height: int = 6, width: int = 10) -> np.ndarray:
+def pixels_for(encoding: str, height: int = 8, width: int = 10) -> np.ndarray:
     layout = ENCODINGS[encoding]
     rng = np.random.default_rng(len(encoding))
     shape = (height, width) if layout.channels == 1 else (height, width, layout.channels)
@@ -41,14 +41,14 @@ def test_every_plain_encoding_round_trips_unchanged(encoding):
 
 @pytest.mark.parametrize("encoding", ["mono8", "mono16", "bgr8", "rgba8", "32FC1"])
 def test_padded_rows_decode_as_a_view_of_the_message_buffer(encoding):
-    pixels = pixels_for(encoding, 5, 7)
+    pixels = pixels_for(encoding, 9, 11)
     row_bytes = pixels[0].nbytes
     step = row_bytes + 13
-    buffer = bytearray(step * 5 + 3)
+    buffer = bytearray(step * 9 + 3)
     padded = np.frombuffer(buffer, np.uint8)
-    for row in range(5):
+    for row in range(9):
         padded[row * step : row * step + row_bytes] = np.frombuffer(pixels[row].tobytes(), np.uint8)
-    decoded = decode_image(5, 7, encoding, False, step, buffer)
+    decoded = decode_image(9, 11, encoding, False, step, buffer)
     np.testing.assert_array_equal(decoded.pixels, pixels)
     assert np.shares_memory(decoded.pixels, padded)
 
@@ -57,7 +57,7 @@ def test_padded_rows_decode_as_a_view_of_the_message_buffer(encoding):
 def test_big_endian_data_is_byte_swapped_to_native_values(encoding):
     pixels = pixels_for(encoding)
     swapped = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
-    decoded = decode_image(6, 10, encoding, True, pixels[0].nbytes, swapped)
+    decoded = decode_image(8, 10, encoding, True, pixels[0].nbytes, swapped)
     np.testing.assert_array_equal(decoded.pixels, pixels)
     assert decoded.pixels.dtype.isnative
 
@@ -107,12 +107,15 @@ def test_bytes_beyond_step_times_height_are_ignored():
         ({"width": 0, "step": 0}, "no pixels"),
         ({"height": 0}, "no pixels"),
         ({"step": 29}, "step 29 is smaller than width × bytes per pixel = 10 × 3"),
-        ({"data": bytes(30 * 6 - 1)}, "data has 179 bytes, fewer than step × height = 30 × 6 = 180"),
+        ({"data": bytes(30 * 8 - 1)}, "data has 239 bytes, fewer than step × height = 30 × 8 = 240"),
         ({"data": b""}, "data has 0 bytes"),
         ({"height": MAX_SIDE + 1}, "absurd image size"),
         ({"width": 1 << 40, "step": 3 << 40}, "absurd image size"),
         ({"height": 20000, "width": 20000, "step": 60000}, "absurd image size"),
         ({"height": 4097, "width": 4096, "step": 3 * 4096}, "absurd image size"),
+        ({"height": 7}, r"image too small: 10x7 \(bgr8\); SuperPoint needs at least 8x8 pixels"),
+        ({"width": 4, "step": 12}, "image too small: 4x8"),
+        ({"height": 4, "width": 6, "step": 6, "encoding": "mono8"}, r"image too small: 6x4 \(mono8\)"),
     ],
 )
 def test_malformed_or_unsupported_images_raise_an_error_naming_the_problem(changes, problem):
@@ -132,3 +135,8 @@ def test_malformed_or_unsupported_images_raise_an_error_naming_the_problem(chang
 def test_encoding_refuses_arrays_that_do_not_fit_the_encoding(pixels, encoding):
     with pytest.raises(ValueError, match=encoding):
         encode_image(pixels, encoding)
+
+
+def test_eight_pixels_a_side_decodes():
+    pixels = pixels_for("mono8", 8, 8)
+    np.testing.assert_array_equal(decode(encode_image(pixels, "mono8")).pixels, pixels)

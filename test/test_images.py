@@ -12,7 +12,7 @@ CPU = torch.device("cpu")
 
 
 def grey(image: np.ndarray, channel_order: str = "bgr") -> np.ndarray:
-    check_image(image)
+    """`to_grey_batch` of one image (which takes tiny arrays too; `check_image` is the gate)."""
     return to_grey_batch([image], CPU, channel_order)[0, 0].numpy()
 
 
@@ -65,8 +65,27 @@ def test_grey_layouts_and_dtypes_scale_to_unit_range():
         (np.zeros((4, 4, 2), np.uint8), "shape"),
         (np.zeros((4, 4), np.int8), "int8"),
         ([[0, 1]], "numpy array"),
+        (np.zeros((7, 40), np.uint8), "40x7 pixels; SuperPoint needs at least 8x8"),
+        (np.zeros((40, 5, 3), np.uint8), "5x40 pixels; SuperPoint needs at least 8x8"),
     ],
 )
 def test_unusable_images_are_refused_with_the_reason(image, reason):
     with pytest.raises(ImageError, match=reason):
         check_image(image)
+
+
+def test_eight_pixels_a_side_is_accepted():
+    check_image(np.zeros((8, 8), np.uint8))
+    check_image(np.zeros((8, 200, 3), np.float32))
+
+
+def test_non_finite_and_out_of_range_float_pixels_become_finite_unit_range_values():
+    values = np.array([[np.nan, np.inf, -np.inf, 2.5, -0.5, 0.25, 1e30, 1.0]], np.float32)
+    assert grey(values).tolist() == [[0.0, 1.0, 0.0, 1.0, 0.0, 0.25, 1.0, 1.0]]
+    assert grey(values.astype(np.float64)).tolist() == [[0.0, 1.0, 0.0, 1.0, 0.0, 0.25, 1.0, 1.0]]
+
+
+def test_a_nan_channel_counts_as_zero_in_the_grey_conversion():
+    bgr = np.array([[[np.nan, 0.5, 1.0]]], np.float32)  # B is NaN
+    expected = np.float32(1.0) * np.float32(0.2989) + np.float32(0.5) * np.float32(0.5870)
+    assert grey(bgr) == pytest.approx(expected, abs=1e-7)

@@ -20,15 +20,16 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from superpoint_ros.detector import Detector
+from superpoint_ros.detector import DetectionSettings, Detector
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.node import NODE_NAME, RUNTIME_PARAMETERS, DetectorNode
 from superpoint_ros.ros_messages import detections_from_message, image_message
 
-from conftest import structured_image
+from conftest import resized_grey, structured_image, through_resize
 from ros_graph import Graph, header, wait_until
 
 HEIGHT, WIDTH = 120, 160
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _namespaces = itertools.count()
 
 
@@ -90,6 +91,12 @@ def exchange(publisher, inbox, message):
         except AssertionError:
             continue
     raise AssertionError("the node never answered")
+
+
+def send(publisher, inbox, message):
+    """Publish `message` once over a reliable connection and return its output."""
+    publisher.publish(message)
+    return output_for(inbox, message.header.stamp)
 
 
 def assert_detections_equal(message, expected):
@@ -172,28 +179,42 @@ def test_rgb8_and_bgr8_of_one_scene_give_identical_keypoints(shared_node):
     assert list(from_bgr.descriptors) == list(from_rgb.descriptors)
 
 
+def undrawn_pixels(keypoints):
+    """Mask of the pixels the overlay leaves alone: below the caption's rows and more than 7 px
+    from every keypoint (circles are at most 4 px in radius, plus antialiasing)."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    distance_squared = (x[..., None] - keypoints[:, 0]) ** 2 + (y[..., None] - keypoints[:, 1]) ** 2
+    return (distance_squared.min(axis=-1) > 7**2) & (y >= 30)
+
+
 def test_debug_image_is_published_only_while_subscribed(graph, start_node):
-    node, namespace = start_node()
-    publisher, inbox = connect(graph, node, namespace)
+    # Reliable, so that each frame is sent once and the counts below are exact.
+    node, namespace = start_node(max_keypoints=20, input_qos="reliable")
+    publisher, inbox = connect(graph, node, namespace, input_qos=RELIABLE)
     camera = node.cameras[0]
-    exchange(publisher, inbox, image_message(scene(1), "bgr8", header(1)))
+    send(publisher, inbox, image_message(scene(1), "bgr8", header(1)))
     assert camera.counters.debug_images == 0
 
     debug_inbox = graph.subscribe(Image, f"{namespace}/debug_image")
     wait_until(lambda: camera.debug_publisher.get_subscription_count() > 0, what="the debug subscriber")
-    sent = image_message(scene(2), "rgb8", header(2, "left_optical"))
-    exchange(publisher, inbox, sent)
-    debug = output_for(debug_inbox, sent.header.stamp)
-    assert debug.header == sent.header
-    assert (debug.encoding, debug.height, debug.width, debug.step) == ("bgr8", HEIGHT, WIDTH, 3 * WIDTH)
-    drawn = np.frombuffer(debug.data, np.uint8).reshape(HEIGHT, WIDTH, 3)
-    assert not np.array_equal(drawn, scene(2)[..., ::-1]), "keypoints and caption are drawn on the frame"
-    assert camera.counters.debug_images == 1
+    rgb = scene(2)  # R, G, B all differ over most of the scene, so a channel swap shows
+    for sequence, (encoding, pixels) in enumerate([("rgb8", rgb), ("rgba8", cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA))]):
+        sent = image_message(pixels, encoding, header(2 + sequence, "left_optical"))
+        keypoints = detections_from_message(send(publisher, inbox, sent)).keypoints
+        debug = output_for(debug_inbox, sent.header.stamp)
+        assert debug.header == sent.header
+        assert (debug.encoding, debug.height, debug.width, debug.step) == ("bgr8", HEIGHT, WIDTH, 3 * WIDTH)
+        drawn = np.frombuffer(debug.data, np.uint8).reshape(HEIGHT, WIDTH, 3)
+        untouched = undrawn_pixels(keypoints)
+        assert 0.5 < untouched.mean() < 1.0
+        np.testing.assert_array_equal(drawn[untouched], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)[untouched])
+        assert not np.array_equal(drawn, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), "keypoints and caption are drawn"
+    assert camera.counters.debug_images == 2
 
     graph.unsubscribe(debug_inbox)
     wait_until(lambda: camera.debug_publisher.get_subscription_count() == 0, what="the debug subscriber to leave")
-    exchange(publisher, inbox, image_message(scene(3), "bgr8", header(3)))
-    assert camera.counters.debug_images == 1
+    send(publisher, inbox, image_message(scene(3), "bgr8", header(4)))
+    assert camera.counters.debug_images == 2
 
 
 def parameter_message(name, value):
@@ -232,6 +253,46 @@ def test_detection_parameters_change_the_next_frame_through_the_parameter_servic
     (expected,) = expected_detector.detect([image])
     assert len(expected.scores) == 7
     assert_detections_equal(after, expected)
+
+
+def assert_kept(after, before, keep):
+    """`after` holds exactly the keypoints of `before` where `keep` is true, with their scores
+    and descriptors (compared in a fixed order: equal scores may come in either order)."""
+    expected_order = np.lexsort((before.keypoints[keep, 1], before.keypoints[keep, 0], -before.scores[keep]))
+    after_order = np.lexsort((after.keypoints[:, 1], after.keypoints[:, 0], -after.scores))
+    np.testing.assert_array_equal(after.keypoints[after_order], before.keypoints[keep][expected_order])
+    np.testing.assert_array_equal(after.scores[after_order], before.scores[keep][expected_order])
+    np.testing.assert_allclose(after.descriptors[after_order], before.descriptors[keep][expected_order], atol=1e-6)
+
+
+def test_threshold_and_border_changed_at_run_time_filter_the_next_frame_as_computed_by_hand(graph, start_node):
+    # max_keypoints stays -1, and one parameter changes at a time, so each change has one
+    # consequence that can be computed from the frame before: NMS does not depend on either.
+    node, namespace = start_node()
+    publisher, inbox = connect(graph, node, namespace)
+    image = scene(5)
+    before = detections_from_message(exchange(publisher, inbox, image_message(image, "bgr8", header(1))))
+    assert len(before.scores) > 20
+
+    scores = np.sort(before.scores)
+    middle = next(i for i in range(len(scores) // 2, len(scores) - 1) if scores[i + 1] - scores[i] > 1e-6)
+    threshold = float(scores[middle] + scores[middle + 1]) / 2
+    assert threshold > DetectionSettings().keypoint_threshold
+    (result,) = set_parameters(graph, namespace, keypoint_threshold=threshold)
+    assert result.successful, result.reason
+    after = detections_from_message(exchange(publisher, inbox, image_message(image, "bgr8", header(2))))
+    assert (after.scores > threshold).all()
+    assert_kept(after, before, before.scores > threshold)
+
+    (result,) = set_parameters(graph, namespace, keypoint_threshold=DetectionSettings().keypoint_threshold)
+    assert result.successful, result.reason
+    (result,) = set_parameters(graph, namespace, border_removal_distance=24)
+    assert result.successful, result.reason
+    after = detections_from_message(exchange(publisher, inbox, image_message(image, "bgr8", header(3))))
+    x, y = before.keypoints[:, 0], before.keypoints[:, 1]
+    inside = (x >= 24) & (x <= WIDTH - 1 - 24) & (y >= 24) & (y <= HEIGHT - 1 - 24)
+    assert 0 < inside.sum() < len(before.scores)
+    assert_kept(after, before, inside)
 
 
 @pytest.mark.parametrize(
@@ -273,14 +334,19 @@ def test_every_parameter_is_described_and_every_number_has_a_range(graph, start_
             assert descriptor.floating_point_range, descriptor.name
 
 
-def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(graph, start_node):
-    node, namespace = start_node(resize_height=64, resize_width=80)
+def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(graph, start_node, reference):
+    # 120×160 → 48×40: the axes shrink by different ratios (2.5 and 4).
+    node, namespace = start_node(resize_height=48, resize_width=40)
     publisher, inbox = connect(graph, node, namespace)
     image = scene(13)
     received = exchange(publisher, inbox, image_message(image, "bgr8", header(1)))
-    (expected,) = Detector(weights="random", device="cpu", resize=(64, 80)).detect([image])
     assert (received.height, received.width) == (HEIGHT, WIDTH)
-    assert_detections_equal(received, expected)
+    (small,) = reference.detect([resized_grey(image, (48, 40))])
+    assert len(small.scores) > 5
+    received = detections_from_message(received)
+    np.testing.assert_allclose(received.keypoints, through_resize(small.keypoints, (48, 40), (HEIGHT, WIDTH)))
+    np.testing.assert_array_equal(received.scores, small.scores)
+    np.testing.assert_array_equal(received.descriptors, small.descriptors)
 
 
 def test_the_backend_parameter_picks_the_engine(graph, start_node):
@@ -325,6 +391,104 @@ def test_two_cameras_each_get_their_own_keypoints_from_one_batch(graph, start_no
     )
 
 
+def two_reliable_cameras(graph, start_node, **parameters):
+    """A node with cameras `camera0` on `a/image` and `camera1` on `b/image`, reliable end to
+    end (nothing is lost, so no test needs to publish twice), and their (publisher, inbox)s."""
+    node, namespace = start_node(image_topics=["a/image", "b/image"], input_qos="reliable", **parameters)
+    connections = [connect(graph, node, namespace, name, input_qos=RELIABLE) for name in ("camera0", "camera1")]
+    return node, namespace, connections
+
+
+STAGGER_S = 0.05
+
+
+@pytest.mark.parametrize(("batch_timeout", "batched"), [(0.1, True), (0.0, False)])
+def test_batch_timeout_decides_whether_a_camera_publishing_later_joins_the_batch(
+    graph, start_node, batch_timeout, batched
+):
+    node, _, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
+        graph, start_node, batch_timeout=batch_timeout
+    )
+    for sequence in range(1, 4):
+        a_sent = image_message(scene(50 + sequence), "bgr8", header(sequence, "a"))
+        b_sent = image_message(scene(60 + sequence), "bgr8", header(sequence, "b"))
+        a_publisher.publish(a_sent)
+        time.sleep(STAGGER_S)  # camera1 is 50 ms late: inside a 0.1 s timeout, outside a 0 s one
+        b_publisher.publish(b_sent)
+        output_for(a_inbox, a_sent.header.stamp)
+        output_for(b_inbox, b_sent.header.stamp)
+    statistics = node.statistics()
+    assert statistics["camera0"].processed == statistics["camera1"].processed == 3
+    expected = 3 if batched else 0
+    assert statistics["camera0"].batched_frames == statistics["camera1"].batched_frames == expected
+
+
+def test_a_frame_too_small_is_rejected_by_name_and_the_other_cameras_frame_goes_out(graph, start_node, reference):
+    rosout = graph.rosout()
+    node, namespace, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
+        graph, start_node, batch_timeout=0.1
+    )
+    for sequence in range(1, 4):
+        a_publisher.publish(image_message(np.zeros((4, 6), np.uint8), "mono8", header(sequence, "a")))
+        good = scene(30 + sequence)
+        b_sent = image_message(good, "bgr8", header(sequence, "b"))
+        b_publisher.publish(b_sent)
+        assert_detections_equal(output_for(b_inbox, b_sent.header.stamp), reference.detect([good])[0])
+    wait_until(lambda: node.statistics()["camera0"].rejected == 3, what="three rejections")
+    statistics = node.statistics()
+    assert (statistics["camera0"].processed, statistics["camera0"].failed) == (0, 0)
+    assert statistics["camera1"].processed == 3
+    assert len(a_inbox) == 0
+    rosout.find(
+        lambda log: (
+            log.name.startswith(namespace[1:])
+            and log.level >= 40
+            and f"'{namespace}/a/image': image too small: 6x4 (mono8); SuperPoint needs at least 8x8 pixels" in log.msg
+        ),
+        what="the error naming the size",
+    )
+
+
+def test_a_batch_that_fails_in_inference_costs_no_other_cameras_frame(graph, start_node, reference):
+    """The detector is made to raise for camera0's frame size, a stand-in for a failure such as
+    the GPU running out of memory; camera1's frames, taken in the same round, still go out."""
+    rosout = graph.rosout()
+    node, namespace, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
+        graph, start_node, batch_timeout=0.1
+    )
+    detect, process = node.detector.detect, node._process
+    rounds = []
+
+    def detect_or_fail(images, channel_order="bgr"):
+        if images[0].shape[:2] == (64, 80):
+            raise RuntimeError("injected failure")
+        return detect(images, channel_order)
+
+    def recorded_process(frames):
+        rounds.append({frame.camera.name for frame in frames})
+        process(frames)
+
+    node.detector.detect, node._process = detect_or_fail, recorded_process
+    for sequence in range(1, 4):
+        a_publisher.publish(image_message(scene(40 + sequence, 64, 80), "bgr8", header(sequence, "a")))
+        time.sleep(0.02)  # camera0 first, so that its batch is the first one of the round
+        good = scene(45 + sequence)
+        b_sent = image_message(good, "bgr8", header(sequence, "b"))
+        b_publisher.publish(b_sent)
+        assert_detections_equal(output_for(b_inbox, b_sent.header.stamp), reference.detect([good])[0])
+    wait_until(lambda: node.statistics()["camera0"].failed == 3, what="three failures")
+    assert {"camera0", "camera1"} in rounds, "the two cameras' frames were never taken together"
+    assert node.statistics()["camera1"].processed == 3 and len(a_inbox) == 0
+    rosout.find(
+        lambda log: (
+            log.name.startswith(namespace[1:])
+            and f"Inference failed, 1 frame(s) from '{namespace}/a/image' dropped: RuntimeError('injected failure')"
+            in log.msg
+        ),
+        what="the error naming the camera's topic",
+    )
+
+
 def test_named_cameras_publish_under_their_names(graph, start_node):
     node, namespace = start_node(image_topics=["a/image", "b/image"], camera_names=["front", "rear"])
     publisher, inbox = connect(graph, node, namespace, "rear")
@@ -334,57 +498,61 @@ def test_named_cameras_publish_under_their_names(graph, start_node):
 
 
 def test_a_burst_faster_than_inference_keeps_only_recent_frames_and_reports_drops(graph, start_node):
+    """50 frames published back to back, reliable end to end. Whatever the machine's load, the
+    node answers the last frame, answers in order and never twice, and counts every frame it
+    received as processed or dropped; no timing is asserted."""
     height, width = 240, 320
     images = [scene(seed, height, width) for seed in range(4)]
-    inference_detector = Detector(weights="random", device="cpu")
-    inference_detector.detect(images[:1])
-    started = time.monotonic()
-    inference_detector.detect(images[:1])
-    inference_s = time.monotonic() - started
-
     rosout = graph.rosout()
     node, namespace = start_node(input_qos="reliable", statistics_period=0.2)
-    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-    publisher, inbox = connect(graph, node, namespace, input_qos=reliable)
+    burst_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    publisher, inbox = connect(graph, node, namespace, input_qos=burst_qos)
     exchange(publisher, inbox, image_message(images[0], "bgr8", header(0)))
-    burst = [image_message(images[i % 4], "bgr8", header(i)) for i in range(1, 51)]
-    outputs_before = len(inbox)
+    processed_before, outputs_before = node.statistics()["image"].processed, len(inbox)
 
-    burst_started = time.monotonic()
+    burst = [image_message(images[i % 4], "bgr8", header(i)) for i in range(1, 51)]
     for message in burst:
         publisher.publish(message)
-        # Paced so that the executor sees each frame; still ten frames per inference.
-        time.sleep(inference_s / 10)
-    # The executor stays free while the worker is busy: the parameter service answers at once.
+    # The executor stays free while the worker is busy: the parameter service answers.
     (result,) = set_parameters(graph, namespace, max_keypoints=-1)
     assert result.successful
-    assert time.monotonic() - burst_started < 10 * inference_s
-    newest = image_message(images[1], "bgr8", header(1000))
-    newest_published = time.monotonic()
-    publisher.publish(newest)
-    output_for(inbox, newest.header.stamp)
-    newest_latency_s = inbox.arrival_s[-1] - newest_published
-
-    outputs = inbox.messages[outputs_before:]
-    stamps = [m.header.stamp.sec - header(0).stamp.sec for m in outputs]
-    assert stamps == sorted(stamps)
-    assert stamps[-1] == 1000
-    assert len(outputs) < 25, f"{len(outputs)} outputs for 51 frames: old frames were queued"
-    # After the burst: at most the frame in flight, then the newest frame; no backlog.
-    assert newest_latency_s < 3 * inference_s + 0.5, f"{newest_latency_s:.2f} s, inference {inference_s:.2f} s"
+    output_for(inbox, burst[-1].header.stamp)  # the newest frame is never the one dropped
 
     counters = node.statistics()["image"]
-    assert counters.dropped == counters.received - counters.processed
-    assert counters.dropped >= 10
+    outputs = inbox.messages[outputs_before:]
+    stamps = [m.header.stamp.sec - header(0).stamp.sec for m in outputs]
+    assert stamps == sorted(set(stamps)) and stamps[-1] == 50, stamps
+    assert len(outputs) == counters.processed - processed_before
+    assert len(outputs) < 50, "every frame was processed: old frames were queued"
+    assert counters.dropped > 0
+    assert counters.received == counters.processed + counters.dropped
     rosout.find(
         lambda log: (
             log.name == f"{namespace[1:]}.{NODE_NAME}"
-            and f"{counters.received} frames received, {counters.processed} processed, "
+            and f"since start {counters.received} frames received, {counters.processed} processed, "
             f"{counters.dropped} dropped for newer frames"
             in log.msg
         ),
         what="a log line with the drop count",
     )
+
+
+def test_statistics_are_logged_every_period_and_name_the_topic_while_nothing_arrives(graph, start_node):
+    rosout = graph.rosout()
+    node, namespace = start_node(input_qos="reliable", statistics_period=0.2)
+    logger = f"{namespace[1:]}.{NODE_NAME}"
+
+    def lines(text):
+        return [log for log in rosout.messages if log.name == logger and text in log.msg]
+
+    idle = f"image: nothing received on '{namespace}/image' in the last 0.2 s; since start 0 frames received"
+    wait_until(lambda: len(lines(idle)) >= 3, what="an idle line in each of three periods")
+    publisher, inbox = connect(graph, node, namespace, input_qos=RELIABLE)
+    send(publisher, inbox, image_message(scene(40), "bgr8", header(1)))
+    # The frame may be processed a period after it arrived, so the processed count is not pinned here.
+    wait_until(lambda: lines("image: 1 frames received in the last 0.2 s; since start 1 frames received"))
+    idle_again = f"image: nothing received on '{namespace}/image' in the last 0.2 s; since start 1 frames received"
+    wait_until(lambda: lines(idle_again), what="an idle line after the frame")
 
 
 def malformed(sequence, **fields):
@@ -401,6 +569,7 @@ BAD_INPUTS = {
     "step 100 is smaller than width × bytes per pixel": dict(step=100),
     "fewer than step × height": dict(data=bytes(10)),
     "absurd image size": dict(height=1 << 20, width=1 << 20, step=3 << 20),
+    "image too small: 6x4 (bgr8); SuperPoint needs at least 8x8 pixels": dict(height=4, width=6, step=18),
 }
 
 
