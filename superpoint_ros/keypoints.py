@@ -131,3 +131,21 @@ def sample_descriptors(descriptor_map: torch.Tensor, keypoints: torch.Tensor) ->
     grid = (keypoints - CELL_SIZE / 2 + 0.5) / extent * 2 - 1
     sampled = functional.grid_sample(descriptor_map, grid[:, None], mode="bilinear", align_corners=True)[:, :, 0]
     return functional.normalize(sampled, p=2, dim=1).transpose(1, 2)
+
+
+def to_original_pixels(
+    keypoints: torch.Tensor, resized_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """Pixels `(B, K, 2)` found in an image resized from `original_size` to `resized_size`
+    (height, width), in the original's pixels: centres map through the resize,
+    (x + 0.5) · original / resized − 0.5."""
+    if resized_size == original_size:
+        return keypoints
+    # Filled on the device, not copied from the host, so that a CUDA graph can capture it.
+    scale = torch.stack(
+        (
+            keypoints.new_full((), original_size[1] / resized_size[1]),
+            keypoints.new_full((), original_size[0] / resized_size[0]),
+        )
+    )
+    return (keypoints + 0.5) * scale - 0.5
