@@ -73,7 +73,8 @@ def unpack(host: np.ndarray, descriptor_size: int) -> tuple[np.ndarray, np.ndarr
     """`run_pipeline`'s packed block → keypoints `(B, K, 2)`, scores `(B, K)`, descriptors
     `(B, K, D)` (views into `host`) and counts `(B,)`."""
     counts = np.ascontiguousarray(host[:, 0]).view(np.int32)
-    rows = host[:, 1:].reshape(host.shape[0], -1, 3 + descriptor_size)
+    width = 3 + descriptor_size
+    rows = host[:, 1:].reshape(host.shape[0], (host.shape[1] - 1) // width, width)
     return rows[..., :2], rows[..., 2], rows[..., 3:], counts
 
 
@@ -82,6 +83,7 @@ class GraphedPipeline:
     a graph's input and output buffers are shared by its replays."""
 
     kept_graphs = 4
+    initial_capacity = INITIAL_CAPACITY
 
     def __init__(self, network: Network, device: torch.device, descriptor_size: int) -> None:
         self._network = network
@@ -100,20 +102,27 @@ class GraphedPipeline:
             while True:
                 capacity = settings.max_keypoints
                 if capacity < 0:
-                    capacity = self._capacities.setdefault(case, INITIAL_CAPACITY)
-                entry = self._graph_for((*case, capacity), grey, settings, original_size, capacity)
-                entry.grey.copy_(grey)
-                entry.graph.replay()
-                torch.cuda.current_stream(self._device).synchronize()
-                keypoints, scores, descriptors, counts = unpack(entry.host.numpy(), self._descriptor_size)
+                    capacity = self._capacities.setdefault(case, self.initial_capacity)
+                host = self._replay((*case, capacity), grey, settings, original_size, capacity)
+                keypoints, scores, descriptors, counts = unpack(host, self._descriptor_size)
                 largest = int(counts.max(initial=0))
-                if settings.max_keypoints >= 0 or largest <= keypoints.shape[1]:
+                if largest <= keypoints.shape[1]:
                     # The host buffer is the graph's: the next replay overwrites it.
                     return [
                         (keypoints[b, :count].copy(), scores[b, :count].copy(), descriptors[b, :count].copy())
                         for b, count in enumerate(counts.tolist())
                     ]
                 self._capacities[case] = 1 << (largest - 1).bit_length()
+
+    def _replay(
+        self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
+    ) -> np.ndarray:
+        """Run `key`'s graph (captured first if new) on `grey`; its packed host block, `run_pipeline`'s layout."""
+        entry = self._graph_for(key, grey, settings, original_size, capacity)
+        entry.grey.copy_(grey)
+        entry.graph.replay()
+        torch.cuda.current_stream(self._device).synchronize()
+        return entry.host.numpy()
 
     def _graph_for(
         self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
