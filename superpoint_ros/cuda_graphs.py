@@ -1,9 +1,10 @@
 """The pipeline after preprocessing as CUDA graphs: one launch per batch on a GPU.
 
 A graph holds the network, NMS, keypoint selection, descriptor sampling, the mapping back through
-a resize, and the copy of the packed results into pinned host memory, captured once per input
-shape and settings. A replay then costs one launch and one synchronisation instead of some
-hundred kernel launches from Python, which dominate at small sizes on a fast GPU.
+a resize and the packing of the results into one block, captured once per input shape and
+settings. A replay and the copy of that block into pinned host memory then cost two launches
+and one synchronisation instead of some hundred kernel launches from Python, which dominate at
+small sizes on a fast GPU.
 
 A graph needs static shapes, so the keypoint count K cannot follow the data as in
 `keypoints.select_keypoints`. It is fixed instead (`select_keypoints_static`): `max_keypoints`
@@ -43,7 +44,8 @@ class GraphCaptureError(RuntimeError):
 class _Graph:
     graph: torch.cuda.CUDAGraph
     grey: torch.Tensor  # the static input the graph reads, (B, 1, H, W) on the GPU
-    host: torch.Tensor  # the packed results the graph writes, (B, 1 + K·(3 + D)) in pinned memory
+    packed: torch.Tensor  # the static output it writes, (B, 1 + K·(3 + D)) on the GPU
+    host: torch.Tensor  # where each replay's output is copied, pinned host memory
 
 
 def run_pipeline(
@@ -118,10 +120,13 @@ class GraphedPipeline:
         self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
     ) -> np.ndarray:
         """Run `key`'s graph (captured first if new) on `grey`; its packed host block, `run_pipeline`'s layout."""
-        entry = self._graph_for(key, grey, settings, original_size, capacity)
-        entry.grey.copy_(grey)
-        entry.graph.replay()
-        torch.cuda.current_stream(self._device).synchronize()
+        # Capture and replay use the current device's streams: make that ours (cuda:N).
+        with torch.cuda.device(self._device):
+            entry = self._graph_for(key, grey, settings, original_size, capacity)
+            entry.grey.copy_(grey)
+            entry.graph.replay()
+            entry.host.copy_(entry.packed, non_blocking=True)
+            torch.cuda.current_stream(self._device).synchronize()
         return entry.host.numpy()
 
     def _graph_for(
@@ -154,9 +159,9 @@ class GraphedPipeline:
             for _ in range(WARMUP_RUNS):
                 packed = run()
         torch.cuda.current_stream(self._device).wait_stream(side)
-        host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
         del packed
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            host.copy_(run(), non_blocking=True)
-        return _Graph(graph, static_grey, host)
+            packed = run()
+        host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+        return _Graph(graph, static_grey, packed, host)
