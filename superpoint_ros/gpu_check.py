@@ -44,20 +44,24 @@ from superpoint_ros import bench
 from superpoint_ros.backends import onnxruntime_available
 from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, machine_info
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
-from superpoint_ros.reference import reference_processor_available
+from superpoint_ros.reference import (
+    check_against_reference,
+    compare,
+    load_reference_model,
+    reference_processor_available,
+)
 
 SIZES = ((240, 320), (480, 640), (720, 1280))
 BATCHES = (1, 4, 16)
 PARITY_SIZES = ((240, 320), (480, 640), (70, 93))
 QUICK_SIZES = ((64, 80),)
 QUICK_BATCHES = (2,)
+VERDICTS = {True: "ok", False: "FAILED", None: "measured"}  # a step's `passed`: None when only measured
 
 
 def compare_detections(ours: list[Detections], theirs: list[Detections]) -> dict:
     """Two runs of our pipeline on the same images: keypoints on one side only, and the largest
     score and descriptor differences over the shared ones."""
-    from superpoint_ros.reference import compare
-
     comparisons = [
         compare(
             mine,
@@ -101,7 +105,7 @@ class Check:
             result, passed = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}, False
         seconds = time.perf_counter() - start
         self.failed |= passed is False
-        verdict = {True: "ok", False: "FAILED", None: "measured"}[passed]
+        verdict = VERDICTS[passed]
         self.steps.append({"name": name, "passed": passed, "seconds": round(seconds, 1), "result": result})
         shown = {key: value for key, value in result.items() if key not in ("traceback", "table", "cases")}
         print(f"[{verdict}] {name} ({seconds:.1f} s): {json.dumps(shown, default=str)}", flush=True)
@@ -113,8 +117,6 @@ class Check:
 
 def parity(weights: str, device: str, sizes, cpu_results: dict) -> tuple[dict, bool]:
     """The float32 Detector against transformers on `device`, and against our CPU result."""
-    from superpoint_ros.reference import check_against_reference, load_reference_model
-
     detector = Detector(weights=weights, device=device, backend="torch")
     reference = load_reference_model(weights, detector.device)
     settings = DetectionSettings()
@@ -186,8 +188,6 @@ def reduced_precision(weights: str, device: str, precision: str, sizes) -> tuple
 
 def onnxruntime_parity(weights: str, device: str, sizes) -> tuple[dict, bool]:
     """The onnxruntime backend against transformers, on the provider it picks."""
-    from superpoint_ros.reference import check_against_reference, load_reference_model
-
     detector = Detector(weights=weights, device=device, backend="onnxruntime")
     reference = load_reference_model(weights, detector.device)
     results, passed = {"backend": detector.backend}, True
@@ -307,8 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     check.write()
     print(f"\n{'all checks passed' if record['passed'] else 'SOME CHECKS FAILED'} in {record['seconds']} s")
     for step in check.steps:
-        verdict = {True: "ok", False: "FAILED", None: "measured"}[step["passed"]]
-        print(f"  {verdict:8} {step['name']} ({step['seconds']} s)")
+        print(f"  {VERDICTS[step['passed']]:8} {step['name']} ({step['seconds']} s)")
     if args.output is not None:
         print(f"wrote {args.output}")
     return 0 if record["passed"] else 1
