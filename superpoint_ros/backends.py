@@ -228,8 +228,12 @@ class OnnxRuntimeNetwork:
                 "trt_engine_cache_path": str(_cache_directory(tensorrt_cache_dir)),
                 "trt_fp16_enable": precision == "float16",
             }
+        session_options = onnxruntime.SessionOptions()
+        # Idle CPU threads of ONNX Runtime otherwise spin for a while after each run, taking the
+        # cores from our post-processing that follows (on 2 cores: +80% post-processing time).
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
-            onnx_bytes(model), providers=[(name, options[name]) for name in providers]
+            onnx_bytes(model), session_options, providers=[(name, options[name]) for name in providers]
         )
         self.provider = self._session.get_providers()[0]
         self._input_name, self._output_names = INPUT_NAME, list(OUTPUT_NAMES)
