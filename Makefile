@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make setup` creates (idempotent).
-.PHONY: setup build build-symlink test lint demo bench clean
+.PHONY: setup build build-symlink test lint demo bench gpu-check clean
 
 setup:
 	./scripts/setup.sh
@@ -21,6 +21,10 @@ demo: setup
 
 bench: setup
 	./scripts/run.sh python -m superpoint_ros.bench $(ARGS)
+
+# No setup: the GPU machine runs it with its own python3 from a plain copy of the tree.
+gpu-check:
+	./scripts/gpu_check.sh $(ARGS)
 
 clean:
 	rm -rf .ws

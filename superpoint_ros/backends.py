@@ -12,6 +12,10 @@ The post-processing after it is the same torch code whichever engine ran.
   float32. Its scores differ from PyTorch's by float rounding (up to ~1e-7), which can only
   matter where pixels of a non-maximum-suppression window score (nearly) alike; see
   `reference.unexplained_differences` and test_backends.py.
+- `onnxruntime`: the network exported to ONNX (export.py, in memory at start), run by ONNX
+  Runtime on the first available of its TensorRT, CUDA and CPU execution providers. Its outputs
+  are copied to the detector's device for the post-processing. On the CPU provider its scores
+  differ from PyTorch's by rounding, as OpenVINO's do. Never picked by `auto`.
 - `auto`: OpenVINO on the CPU when it is installed, else `torch`.
 
 `precision` other than float32 is an opt-in speed mode, off by default because its keypoints and
@@ -20,6 +24,7 @@ bfloat16 with OpenVINO on a CPU that has bf16 instructions (about 2× faster her
 lists its keypoint overlap and descriptor cosine against float32).
 """
 
+import pathlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,10 +34,14 @@ import torch
 
 from superpoint_ros.model import CELL_SIZE, SuperPoint
 
-BACKENDS = ("auto", "torch", "openvino")
+BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 PRECISIONS = ("float32", "float16", "bfloat16")
 
 Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+ONNXRUNTIME_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+"""The ONNX Runtime execution providers the `onnxruntime` backend tries, best first."""
+DEFAULT_TENSORRT_CACHE = pathlib.Path("~/.cache/superpoint_ros/tensorrt")
 
 
 def openvino_available() -> bool:
@@ -54,13 +63,38 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             raise ValueError(f"the openvino backend runs on the CPU only, not on {device}")
         if not openvino_available():
             raise ValueError("backend 'openvino' was asked for, but the openvino package is not installed")
+    if backend == "onnxruntime" and not onnxruntime_available():
+        raise ValueError(
+            "backend 'onnxruntime' was asked for, but the onnxruntime package is not installed "
+            "(pip install onnxruntime, or onnxruntime-gpu for the CUDA and TensorRT providers)"
+        )
     return backend
 
 
-def build_network(model: SuperPoint, backend: str, device: torch.device, precision: str = "float32") -> Network:
-    """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`."""
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_network(
+    model: SuperPoint,
+    backend: str,
+    device: torch.device,
+    precision: str = "float32",
+    tensorrt_cache_dir: str | pathlib.Path | None = None,
+) -> Network:
+    """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`.
+
+    `tensorrt_cache_dir` is where ONNX Runtime's TensorRT provider keeps the engines it builds
+    (default `DEFAULT_TENSORRT_CACHE`); only the `onnxruntime` backend reads it.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if backend == "onnxruntime":
+        return OnnxRuntimeNetwork(model, device, precision, tensorrt_cache_dir)
     if device.type == "cpu" and precision != "float32" and (backend, precision) != ("openvino", "bfloat16"):
         raise ValueError(
             f"precision {precision!r} is not offered on the CPU with the {backend} backend: "
@@ -71,6 +105,13 @@ def build_network(model: SuperPoint, backend: str, device: torch.device, precisi
     if device.type == "cuda":
         return CudaTorchNetwork(model, precision)
     return model
+
+
+def engine_description(backend: str, network: Network) -> str:
+    """`backend`, naming the execution provider for onnxruntime: `onnxruntime (CPUExecutionProvider)`."""
+    if isinstance(network, OnnxRuntimeNetwork):
+        return f"{backend} ({network.provider})"
+    return backend
 
 
 class CudaTorchNetwork:
@@ -91,7 +132,8 @@ class CudaTorchNetwork:
     def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grey = grey.contiguous(memory_format=torch.channels_last)
         reduced = self.autocast_dtype is not None
-        with torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16, enabled=reduced):
+        # No autocast cache: cast weights cached across calls would outlive a CUDA graph's capture.
+        with torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16, enabled=reduced, cache_enabled=False):
             scores, descriptor_map = self.model(grey)
         return scores.float(), descriptor_map.float().contiguous()
 
@@ -142,6 +184,73 @@ class OpenVinoNetwork:
             outputs = request.infer({0: pixels}, share_inputs=True, share_outputs=False)
         scores, descriptor_map = (torch.from_numpy(outputs[index]) for index in range(2))
         return scores, descriptor_map
+
+
+class OnnxRuntimeNetwork:
+    """SuperPoint exported to ONNX (`superpoint_ros.export`, every dimension dynamic) in an ONNX
+    Runtime session on the first available of `ONNXRUNTIME_PROVIDERS`; `provider` names it.
+
+    The export runs in memory at start (about half a second). The provider is chosen by what the
+    installed onnxruntime offers, not by the detector's device: with onnxruntime-gpu on a Jetson
+    whose torch is a CPU build, TensorRT runs the network and the CPU the post-processing.
+    float32 runs as exported (TensorRT may still pick TF32 kernels on GPUs that have them);
+    `precision="float16"` needs the TensorRT provider and builds fp16 engines. TensorRT builds an
+    engine for each new range of input shapes, which can take minutes on a Jetson, so engines are
+    kept in `tensorrt_cache_dir` for the next start.
+    """
+
+    def __init__(
+        self,
+        model: SuperPoint,
+        device: torch.device,
+        precision: str = "float32",
+        tensorrt_cache_dir: str | pathlib.Path | None = None,
+    ) -> None:
+        import onnxruntime
+
+        from superpoint_ros.export import INPUT_NAME, OUTPUT_NAMES, onnx_bytes
+
+        available = onnxruntime.get_available_providers()
+        providers = [provider for provider in ONNXRUNTIME_PROVIDERS if provider in available]
+        if not providers:
+            raise ValueError(f"onnxruntime offers none of {ONNXRUNTIME_PROVIDERS}, only {available}")
+        if precision == "bfloat16" or (precision == "float16" and providers[0] != "TensorrtExecutionProvider"):
+            raise ValueError(
+                f"precision {precision!r} is not offered with the onnxruntime backend on {providers[0]}: "
+                "it runs float32, or float16 with the TensorRT provider"
+            )
+        gpu = {"device_id": device.index or 0}
+        options = {"CUDAExecutionProvider": gpu, "CPUExecutionProvider": {}}
+        if providers[0] == "TensorrtExecutionProvider":
+            options[providers[0]] = {
+                **gpu,
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(_cache_directory(tensorrt_cache_dir)),
+                "trt_fp16_enable": precision == "float16",
+            }
+        session_options = onnxruntime.SessionOptions()
+        # Idle CPU threads of ONNX Runtime otherwise spin for a while after each run, taking the
+        # cores from our post-processing that follows (on 2 cores: +80% post-processing time).
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(
+            onnx_bytes(model), session_options, providers=[(name, options[name]) for name in providers]
+        )
+        self.provider = self._session.get_providers()[0]
+        self._input_name, self._output_names = INPUT_NAME, list(OUTPUT_NAMES)
+
+    def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = np.ascontiguousarray(grey.numpy(force=True))
+        scores, descriptor_map = self._session.run(self._output_names, {self._input_name: pixels})
+        return torch.from_numpy(scores).to(grey.device), torch.from_numpy(descriptor_map).to(grey.device)
+
+
+def _cache_directory(directory: str | pathlib.Path | None) -> pathlib.Path:
+    path = pathlib.Path(directory or DEFAULT_TENSORRT_CACHE).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"tensorrt_cache_dir {path} cannot be created: {error}") from error
+    return path
 
 
 def _openvino_graph(model: SuperPoint):

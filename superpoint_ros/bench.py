@@ -255,7 +255,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=",".join(f"{h}x{w}" for h, w in SIZES), help="HxW,HxW,...")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="comma-separated batch sizes")
     parser.add_argument("--devices", default="auto", help="cpu,cuda or auto (the CPU, and CUDA when present)")
-    parser.add_argument("--backend", default="auto", help="Detector backend: auto, torch or openvino")
+    parser.add_argument("--backend", default="auto", help="Detector backend: auto, torch, openvino or onnxruntime")
     parser.add_argument(
         "--precision", default="float32", help="float32, or bfloat16/float16 (opt-in speed modes, see backends.py)"
     )

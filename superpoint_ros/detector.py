@@ -20,15 +20,16 @@ the network (see `superpoint_ros.images`), so descriptors stay finite and of uni
 """
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional
 
-from superpoint_ros.backends import build_network, resolve_backend
+from superpoint_ros.backends import build_network, engine_description, resolve_backend
 from superpoint_ros.images import check_image, to_grey_batch
-from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms
+from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms, to_original_pixels
 from superpoint_ros.weights import DEFAULT_WEIGHTS, load_model
 
 
@@ -103,7 +104,14 @@ class Detector:
     `backend` picks the engine that runs the network (`superpoint_ros.backends`): `"auto"` is
     OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` (CUDA)
     or `"bfloat16"` (OpenVINO) is an opt-in speed mode whose keypoints and descriptors drift from
-    float32's beyond the parity tolerances (see BENCHMARKS.md).
+    float32's beyond the parity tolerances (see BENCHMARKS.md). `backend="onnxruntime"` runs the
+    network in ONNX Runtime; `backend` then also names its execution provider, e.g.
+    `"onnxruntime (CPUExecutionProvider)"`, and TensorRT keeps its engines in
+    `tensorrt_cache_dir` (default `~/.cache/superpoint_ros/tensorrt`).
+
+    On CUDA with the torch backend, `cuda_graphs` (default on) replays each input shape's pipeline
+    as a CUDA graph (`superpoint_ros.cuda_graphs`), with the same results; should CUDA refuse the
+    capture, a warning says so and the detector goes on without graphs.
     """
 
     def __init__(
@@ -119,16 +127,24 @@ class Detector:
         seed: int = 0,
         backend: str = "auto",
         precision: str = "float32",
+        tensorrt_cache_dir: str | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         self.settings = DetectionSettings(keypoint_threshold, nms_radius, max_keypoints, border_removal_distance)
         if resize is not None and (len(resize) != 2 or min(resize) < 8):
             raise ValueError(f"resize must be (height, width) of at least 8 pixels each, got {resize}")
         self.resize = tuple(resize) if resize is not None else None
         self.device = resolve_device(device)
-        self.backend = resolve_backend(backend, self.device)
+        backend = resolve_backend(backend, self.device)
         self.precision = precision
         self.model = load_model(weights, weights_revision, seed).to(self.device)
-        self.network = build_network(self.model, self.backend, self.device, precision)
+        self.network = build_network(self.model, backend, self.device, precision, tensorrt_cache_dir)
+        self.backend = engine_description(backend, self.network)
+        self.graphs = None
+        if cuda_graphs and self.device.type == "cuda" and backend == "torch":
+            from superpoint_ros.cuda_graphs import GraphedPipeline
+
+            self.graphs = GraphedPipeline(self.network, self.device, self.descriptor_size)
 
     @property
     def descriptor_size(self) -> int:
@@ -174,18 +190,17 @@ class Detector:
         if self.resize is not None and self.resize != (height, width):
             grey = functional.interpolate(grey, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
         mark("preprocess")
+        if self.graphs is not None:
+            graphed = self._detect_with_graphs(grey, settings, (height, width), mark)
+            if graphed is not None:
+                return graphed
         scores, descriptor_map = self.network(grey)
         mark("network")
         scores = simple_nms(scores, settings.nms_radius)
         keypoints, keypoint_scores, counts = select_keypoints(
             scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints
         )
-        if grey.shape[-2:] != (height, width):
-            # Pixel centres map through the resize: (x + 0.5) · original / resized − 0.5.
-            scale = keypoints.new_tensor([width / grey.shape[-1], height / grey.shape[-2]])
-            original_keypoints = (keypoints + 0.5) * scale - 0.5
-        else:
-            original_keypoints = keypoints
+        original_keypoints = to_original_pixels(keypoints, tuple(grey.shape[-2:]), (height, width))
         mark("postprocess")
         descriptors = sample_descriptors(descriptor_map, keypoints)
         mark("descriptors")
@@ -195,6 +210,24 @@ class Detector:
             Detections(keypoints[b, :count], keypoint_scores[b, :count], descriptors[b, :count])
             for b, count in enumerate(counts.tolist())
         ]
+
+    def _detect_with_graphs(
+        self, grey: torch.Tensor, settings: DetectionSettings, original_size: tuple[int, int], mark
+    ) -> list[Detections] | None:
+        """The pipeline after preprocessing as a CUDA graph replay; None if CUDA refused the capture.
+
+        One replay does every stage, so the benchmark sees it all as `network`."""
+        from superpoint_ros.cuda_graphs import GraphCaptureError
+
+        try:
+            results = self.graphs(grey, settings, original_size)
+        except GraphCaptureError as error:
+            warnings.warn(f"{error}; running without CUDA graphs from now on", RuntimeWarning, stacklevel=3)
+            self.graphs = None
+            return None
+        for stage in ("network", "postprocess", "descriptors", "to_host"):
+            mark(stage)
+        return [Detections(*arrays) for arrays in results]
 
 
 def _no_mark(stage: str) -> None:

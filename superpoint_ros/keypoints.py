@@ -64,7 +64,35 @@ def select_keypoints(
     by score descending, and `counts` `(B,)`: image b's keypoints are the first `counts[b]` rows,
     the rest is padding. K is the largest count in the batch.
     """
-    batch_size, height, width = scores.shape
+    candidates, counts = _candidates(scores, keypoint_threshold, border_removal_distance, max_keypoints)
+    # The one host sync of the pipeline: K sizes everything that follows.
+    top = int(counts.max()) if scores.shape[0] > 0 else 0
+    return (*_best(candidates, top, scores.shape[-1]), counts)
+
+
+def select_keypoints_static(
+    scores: torch.Tensor,
+    keypoint_threshold: float,
+    border_removal_distance: int,
+    max_keypoints: int,
+    capacity: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`select_keypoints` with K fixed at `capacity` (at most H·W) and no host sync, for a CUDA graph.
+
+    `counts` is what `select_keypoints` returns. Where it exceeds `capacity` the rows hold only
+    the best `capacity` keypoints and the caller must retry with more room; otherwise row b's
+    first `counts[b]` entries are `select_keypoints`' (the same scores in the same order; which
+    of exactly equal scores comes first is up to `topk`).
+    """
+    candidates, counts = _candidates(scores, keypoint_threshold, border_removal_distance, max_keypoints)
+    return (*_best(candidates, min(capacity, candidates.shape[1]), scores.shape[-1]), counts)
+
+
+def _candidates(
+    scores: torch.Tensor, keypoint_threshold: float, border_removal_distance: int, max_keypoints: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flattened scores `(B, H·W)` with −inf where no keypoint may be, and the keypoints per image."""
+    _, height, width = scores.shape
     keep = scores > keypoint_threshold
     border = border_removal_distance
     if border > 0:
@@ -75,12 +103,14 @@ def select_keypoints(
     counts = keep.flatten(1).sum(dim=1)
     if max_keypoints >= 0:
         counts = counts.clamp(max=max_keypoints)
-    # The one host sync of the pipeline: K sizes everything that follows.
-    top = int(counts.max()) if batch_size > 0 else 0
-    candidates = torch.where(keep, scores, torch.full_like(scores, -torch.inf)).flatten(1)
+    return torch.where(keep, scores, torch.full_like(scores, -torch.inf)).flatten(1), counts
+
+
+def _best(candidates: torch.Tensor, top: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `top` best of each row of `candidates` `(B, H·W)`: pixels `(B, top, 2)`, scores `(B, top)`."""
     keypoint_scores, flat_index = torch.topk(candidates, top, dim=1, sorted=True)
-    keypoints = torch.stack((flat_index % width, flat_index // width), dim=-1).to(scores.dtype)
-    return keypoints, keypoint_scores, counts
+    keypoints = torch.stack((flat_index % width, flat_index // width), dim=-1).to(candidates.dtype)
+    return keypoints, keypoint_scores
 
 
 def sample_descriptors(descriptor_map: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
@@ -91,12 +121,31 @@ def sample_descriptors(descriptor_map: torch.Tensor, keypoints: torch.Tensor) ->
     L2-normalised.
     """
     _, _, cells_high, cells_wide = descriptor_map.shape
-    extent = keypoints.new_tensor(
-        [
-            cells_wide * CELL_SIZE - CELL_SIZE / 2 - 0.5,
-            cells_high * CELL_SIZE - CELL_SIZE / 2 - 0.5,
-        ]
+    # Filled on the device, not copied from the host, so that a CUDA graph can capture it.
+    extent = torch.stack(
+        (
+            keypoints.new_full((), cells_wide * CELL_SIZE - CELL_SIZE / 2 - 0.5),
+            keypoints.new_full((), cells_high * CELL_SIZE - CELL_SIZE / 2 - 0.5),
+        )
     )
     grid = (keypoints - CELL_SIZE / 2 + 0.5) / extent * 2 - 1
     sampled = functional.grid_sample(descriptor_map, grid[:, None], mode="bilinear", align_corners=True)[:, :, 0]
     return functional.normalize(sampled, p=2, dim=1).transpose(1, 2)
+
+
+def to_original_pixels(
+    keypoints: torch.Tensor, resized_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """Pixels `(B, K, 2)` found in an image resized from `original_size` to `resized_size`
+    (height, width), in the original's pixels: centres map through the resize,
+    (x + 0.5) · original / resized − 0.5."""
+    if resized_size == original_size:
+        return keypoints
+    # Filled on the device, not copied from the host, so that a CUDA graph can capture it.
+    scale = torch.stack(
+        (
+            keypoints.new_full((), original_size[1] / resized_size[1]),
+            keypoints.new_full((), original_size[0] / resized_size[0]),
+        )
+    )
+    return (keypoints + 0.5) * scale - 0.5

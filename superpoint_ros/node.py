@@ -229,8 +229,9 @@ class DetectorNode(Node):
             "backend",
             "auto",
             _descriptor(
-                "Network engine: auto (OpenVINO on the CPU when installed, else PyTorch), torch or openvino. "
-                "torch on the CPU is bit-exact with the reference and about 3x slower.",
+                "Network engine: auto (OpenVINO on the CPU when installed, else PyTorch), torch, openvino or "
+                "onnxruntime (TensorRT, CUDA or CPU provider, whichever is installed). torch on the CPU is "
+                "bit-exact with the reference and about 3x slower.",
                 read_only=True,
                 additional_constraints=" | ".join(BACKENDS),
             ),
@@ -243,6 +244,15 @@ class DetectorNode(Node):
                 "(OpenVINO on CPU, CUDA) or float16 (CUDA).",
                 read_only=True,
                 additional_constraints=" | ".join(PRECISIONS),
+            ),
+        )
+        self.declare_parameter(
+            "tensorrt_cache_dir",
+            "",
+            _descriptor(
+                "Directory where ONNX Runtime's TensorRT provider keeps the engines it builds (backend "
+                "onnxruntime); empty: ~/.cache/superpoint_ros/tensorrt.",
+                read_only=True,
             ),
         )
         for side in ("height", "width"):
@@ -373,6 +383,7 @@ class DetectorNode(Node):
             device=requested_device,
             backend=self._parameter("backend"),
             precision=self._parameter("precision"),
+            tensorrt_cache_dir=self._parameter("tensorrt_cache_dir") or None,
             resize=resize if resize[0] else None,
             **{name: self._parameter(name) for name in RUNTIME_PARAMETERS},
         )

@@ -38,9 +38,25 @@ def reference_processor():
     return SuperPointImageProcessorPil(do_resize=False, do_grayscale=True)
 
 
+def reference_processor_available() -> bool:
+    """Whether transformers' SuperPoint image processor imports: it needs Pillow, which the GPU
+    machine lacks (see `superpoint_ros.gpu_check`)."""
+    try:
+        reference_processor()
+    except ImportError:
+        return False
+    return True
+
+
 def reference_pixel_values(images_bgr: list[np.ndarray]) -> torch.Tensor:
-    """The reference image processor's input for BGR images: true grey, [0, 1], no resize."""
-    return reference_processor()([image[..., ::-1] for image in images_bgr], return_tensors="pt")["pixel_values"]
+    """The reference image processor's output for BGR images: true grey in 3 equal channels,
+    [0, 1], no resize. Without the processor, the same tensor from our conversion, which
+    test_images.py holds bit-identical to the processor's."""
+    if reference_processor_available():
+        return reference_processor()([image[..., ::-1] for image in images_bgr], return_tensors="pt")["pixel_values"]
+    from superpoint_ros.images import to_grey_batch
+
+    return to_grey_batch(images_bgr, torch.device("cpu")).expand(-1, 3, -1, -1).contiguous()
 
 
 def configure_reference(model, settings: DetectionSettings) -> None:
@@ -66,7 +82,9 @@ def reference_detections(
     configure_reference(model, settings)
     device = next(model.parameters()).device
     sizes = [image.shape[:2] for image in images_bgr]
-    outputs, _ = run_reference(model, reference_pixel_values(images_bgr).to(device), sizes)
+    with torch.inference_mode():
+        # transformers' own post-processing only rescales the keypoints, which is done here.
+        outputs = model(pixel_values=reference_pixel_values(images_bgr).to(device))
     results = []
     for index, (height, width) in enumerate(sizes):
         valid = outputs.mask[index].bool()

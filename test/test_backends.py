@@ -1,7 +1,8 @@
 """Network engines: choosing one, and each engine against transformers' SuperPoint.
 
-The PyTorch engine is held to exact keypoint sets in test_parity.py. OpenVINO rounds
-differently (raw scores within ~1e-7 of the reference's), so on the scenes' flat regions, where
+The PyTorch engine is held to exact keypoint sets in test_parity.py. OpenVINO and ONNX Runtime
+(CPU provider) round differently (raw scores within ~1e-7 of the reference's), so on the
+scenes' flat regions, where
 neighbouring pixels score exactly alike, NMS may keep the other one of two equal maxima. The
 allowance here is only that: every keypoint present on one side only must lie within reach of a
 near-tie in the reference's raw score map (`reference.unexplained_differences`). Scores and
@@ -9,12 +10,13 @@ descriptors of the common keypoints keep test_parity's tolerances.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
 import torch
 
-from superpoint_ros.backends import resolve_backend
+from superpoint_ros.backends import BACKENDS, resolve_backend
 from superpoint_ros.detector import DetectionSettings, Detector
 
 from conftest import structured_image
@@ -69,25 +71,61 @@ def assert_parity_up_to_near_ties(detector, model, images, settings, label):
             np.testing.assert_array_equal(best.scores, full.scores[: len(best.scores)])
 
 
-@pytest.mark.parametrize("settings", CONFIGURATIONS, ids=str)
-def test_openvino_matches_reference_on_small_batches(hf_weights, reference_model, settings):
-    detector = Detector(weights=str(hf_weights), device="cpu", backend="openvino")
+def engine_cases(configurations: list[DetectionSettings], onnxruntime_picks: list[int]) -> list:
+    """Every configuration on OpenVINO; on ONNX Runtime, whose rounding differs from PyTorch's in
+    the same way, the ones at `onnxruntime_picks`, to keep the suite fast."""
+    return [pytest.param("openvino", settings, id=f"openvino-{settings}") for settings in configurations] + [
+        pytest.param("onnxruntime", configurations[index], id=f"onnxruntime-{configurations[index]}")
+        for index in onnxruntime_picks
+    ]
+
+
+@functools.cache
+def cpu_detector(weights: str, backend: str) -> Detector:
+    """One detector per weights and engine: building ONNX Runtime's session takes a second."""
+    pytest.importorskip(backend)
+    return Detector(weights=weights, device="cpu", backend=backend)
+
+
+@pytest.mark.parametrize("backend, settings", engine_cases(CONFIGURATIONS, list(range(len(CONFIGURATIONS)))))
+def test_engine_matches_reference_on_small_batches(hf_weights, reference_model, settings, backend):
+    detector = cpu_detector(str(hf_weights), backend)
     images = [structured_image(64, 80, seed) for seed in range(3)]
-    assert_parity_up_to_near_ties(detector, reference_model, images, settings, "64x80 batch3")
+    assert_parity_up_to_near_ties(detector, reference_model, images, settings, f"{backend} 64x80 batch3")
 
 
-@pytest.mark.parametrize("settings", CONFIGURATIONS, ids=str)
-def test_openvino_matches_reference_where_thresholds_bite(sharp_hf_weights, sharp_reference_model, settings):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="openvino")
+# ONNX Runtime: NMS radius 1 without threshold, the default settings, and top-k with a wide border.
+@pytest.mark.parametrize("backend, settings", engine_cases(CONFIGURATIONS, [1, 6, 11]))
+def test_engine_matches_reference_where_thresholds_bite(sharp_hf_weights, sharp_reference_model, settings, backend):
+    detector = cpu_detector(str(sharp_hf_weights), backend)
     images = [structured_image(240, 320, seed) for seed in range(3)]
-    assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, "240x320 batch3 sharp")
+    assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, f"{backend} 240x320 batch3 sharp")
 
 
-@pytest.mark.parametrize("settings", FULL_RESOLUTION_CONFIGURATIONS, ids=str)
-def test_openvino_matches_reference_on_a_full_resolution_frame(sharp_hf_weights, sharp_reference_model, settings):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="openvino")
+@pytest.mark.parametrize("backend, settings", engine_cases(FULL_RESOLUTION_CONFIGURATIONS, [0]))
+def test_engine_matches_reference_on_a_full_resolution_frame(
+    sharp_hf_weights, sharp_reference_model, settings, backend
+):
+    detector = cpu_detector(str(sharp_hf_weights), backend)
     images = [structured_image(480, 640, 7)]
-    assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, "480x640 batch1 sharp")
+    assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, f"{backend} 480x640 batch1 sharp")
+
+
+def test_onnxruntime_matches_reference_on_a_size_not_divisible_by_eight(sharp_hf_weights, sharp_reference_model):
+    detector = cpu_detector(str(sharp_hf_weights), "onnxruntime")
+    images = [structured_image(70, 93, seed) for seed in (11, 12)]
+    settings = DetectionSettings(0.005, 2, -1, 3)
+    assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, "onnxruntime 70x93 batch2")
+
+
+def test_onnxruntime_names_its_execution_provider_and_refuses_precisions_it_lacks(tmp_path):
+    pytest.importorskip("onnxruntime")
+    assert "onnxruntime" in BACKENDS and resolve_backend("auto", CPU) != "onnxruntime"
+    detector = Detector(weights="random", device="cpu", backend="onnxruntime", tensorrt_cache_dir=str(tmp_path))
+    assert detector.backend == "onnxruntime (CPUExecutionProvider)"
+    for precision in ("float16", "bfloat16"):
+        with pytest.raises(ValueError, match="float16 with the TensorRT provider"):
+            Detector(weights="random", device="cpu", backend="onnxruntime", precision=precision)
 
 
 def test_a_difference_far_from_any_near_tie_is_not_explained():

@@ -80,4 +80,5 @@ def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):
         names = archive.namelist()
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "superpoint-detect = superpoint_ros.cli:main" in entry_points
+    assert "superpoint-export = superpoint_ros.export:main" in entry_points
     assert "superpoint_ros/detector.py" in names and not any("/msg/" in n for n in names)

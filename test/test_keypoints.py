@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms
+from superpoint_ros.keypoints import sample_descriptors, select_keypoints, select_keypoints_static, simple_nms
 
 
 def grid(rows: list[list[float]]) -> torch.Tensor:
@@ -79,6 +79,41 @@ def test_a_border_wider_than_half_the_image_removes_everything():
     assert counts.tolist() == [0]
     _, _, counts = select_keypoints(torch.ones(1, 8, 8), 0.0, 3, -1)
     assert counts.tolist() == [4]
+
+
+@pytest.mark.parametrize("max_keypoints", [-1, 0, 5, 40])
+def test_fixed_capacity_selection_gives_the_dynamic_selection_when_it_has_room(max_keypoints):
+    # Distinct scores: the order is unique, so rows must agree exactly.
+    scores = simple_nms(torch.rand(3, 24, 32, generator=torch.Generator().manual_seed(0)), 1)
+    dynamic = select_keypoints(scores, 0.3, 2, max_keypoints)
+    room = int(dynamic[2].max()) + 7
+    static = select_keypoints_static(scores, 0.3, 2, max_keypoints, capacity=room)
+    assert static[0].shape == (3, room, 2) and static[1].shape == (3, room)
+    assert torch.equal(static[2], dynamic[2])
+    for image, count in enumerate(dynamic[2].tolist()):
+        assert torch.equal(static[0][image, :count], dynamic[0][image, :count])
+        assert torch.equal(static[1][image, :count], dynamic[1][image, :count])
+
+
+def test_fixed_capacity_selection_with_tied_scores_keeps_the_same_pixels_and_scores():
+    # Scores in steps of 1/8: many exact ties, which topk may order either way.
+    scores = torch.randint(0, 8, (2, 16, 16), generator=torch.Generator().manual_seed(1)).float() / 8
+    keypoints, keypoint_scores, counts = select_keypoints(scores, 0.2, 1, -1)
+    fixed_keypoints, fixed_scores, fixed_counts = select_keypoints_static(scores, 0.2, 1, -1, capacity=256)
+    assert torch.equal(fixed_counts, counts)
+    for image, count in enumerate(counts.tolist()):
+        assert torch.equal(fixed_scores[image, :count], keypoint_scores[image, :count])
+        assert set(map(tuple, fixed_keypoints[image, :count].tolist())) == set(
+            map(tuple, keypoints[image, :count].tolist())
+        )
+
+
+def test_fixed_capacity_selection_reports_a_count_beyond_its_room():
+    scores = torch.arange(64, dtype=torch.float32).reshape(1, 8, 8) / 64
+    keypoints, keypoint_scores, counts = select_keypoints_static(scores, 0.0, 0, -1, capacity=4)
+    assert counts.tolist() == [63]  # the caller sees 63 > 4 and must retry with more room
+    assert keypoints[0].tolist() == [[7.0, 7.0], [6.0, 7.0], [5.0, 7.0], [4.0, 7.0]]
+    assert select_keypoints_static(scores, 0.0, 0, -1, capacity=1000)[0].shape == (1, 64, 2)
 
 
 def test_descriptors_are_sampled_where_the_reference_maps_pixels_to_cells():

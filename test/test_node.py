@@ -359,6 +359,18 @@ def test_the_backend_parameter_picks_the_engine(graph, start_node):
     assert_detections_equal(received, expected)
 
 
+def test_the_onnxruntime_backend_names_its_provider_and_reads_the_tensorrt_cache_parameter(graph, start_node, tmp_path):
+    pytest.importorskip("onnxruntime")
+    node, namespace = start_node(backend="onnxruntime", tensorrt_cache_dir=str(tmp_path / "engines"))
+    assert node.detector.backend == "onnxruntime (CPUExecutionProvider)"
+    assert node.get_parameter("tensorrt_cache_dir").value == str(tmp_path / "engines")
+    publisher, inbox = connect(graph, node, namespace)
+    image = scene(15)
+    received = exchange(publisher, inbox, image_message(image, "bgr8", header(3)))
+    (expected,) = Detector(weights="random", device="cpu", backend="onnxruntime").detect([image])
+    assert_detections_equal(received, expected)
+
+
 def test_two_cameras_each_get_their_own_keypoints_from_one_batch(graph, start_node, reference):
     node, namespace = start_node(image_topics=["left/image_raw", "/elsewhere/right/image_raw"], batch_timeout=0.1)
     assert [camera.name for camera in node.cameras] == ["camera0", "camera1"]

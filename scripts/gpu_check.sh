@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The one-shot GPU check (superpoint_ros/gpu_check.py) from a plain copy of the repository, with
+# the machine's own python3: no venv, no colcon build, no ROS. Arguments go to the module, e.g.
+# `scripts/gpu_check.sh --devices cpu --quick`. Writes $OUT/gpu_check.json when OUT is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+exec "${PYTHON:-python3}" -m superpoint_ros.gpu_check "$@"
