@@ -30,7 +30,7 @@ import torch
 from superpoint_ros.model import CELL_SIZE, SuperPoint
 
 BACKENDS = ("auto", "torch", "openvino")
-PRECISIONS = ("float32", "float16", "bfloat16")
+PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 
 Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -57,17 +57,35 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def build_network(model: SuperPoint, backend: str, device: torch.device, precision: str = "float32") -> Network:
-    """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`."""
+def check_precision(backend: str, device: torch.device, precision: str) -> None:
+    """Raise `ValueError` unless `backend` (resolved) on `device` offers `precision`."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if device.type == "cpu" and precision != "float32" and (backend, precision) != ("openvino", "bfloat16"):
+    if precision == "int8" and backend != "openvino":
+        raise ValueError(
+            f"precision 'int8' runs with the openvino backend on the CPU only, not with {backend} on {device}"
+        )
+    if (
+        device.type == "cpu"
+        and precision in ("float16", "bfloat16")
+        and (backend, precision) != ("openvino", "bfloat16")
+    ):
         raise ValueError(
             f"precision {precision!r} is not offered on the CPU with the {backend} backend: "
-            "the CPU runs float32, or bfloat16 with openvino"
+            "the CPU runs float32, or bfloat16 or int8 with openvino"
         )
+
+
+def build_network(
+    model: SuperPoint, backend: str, device: torch.device, precision: str = "float32", graph=None
+) -> Network:
+    """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`.
+
+    `graph`: for `precision="int8"`, the quantised OpenVINO model (`superpoint_ros.quantization`).
+    """
+    check_precision(backend, device, precision)
     if backend == "openvino":
-        return OpenVinoNetwork(model, precision)
+        return OpenVinoNetwork(model, precision, graph)
     if device.type == "cuda":
         return CudaTorchNetwork(model, precision)
     return model
@@ -97,25 +115,30 @@ class CudaTorchNetwork:
 
 
 class OpenVinoNetwork:
-    """SuperPoint as an OpenVINO graph, float32 throughout unless `precision="bfloat16"`.
+    """SuperPoint as an OpenVINO graph, float32 throughout unless `precision="bfloat16"`, or
+    the int8 `graph` that `superpoint_ros.quantization` made of it for `precision="int8"`.
 
-    The graph is built from the module's parameters (no tracing, so building takes milliseconds),
-    and compiled for each new input shape; the last few compiled shapes are kept. Calls are
-    serialised: an OpenVINO infer request is not re-entrant.
+    The float graph is built from the module's parameters (no tracing, so building takes
+    milliseconds), and compiled for each new input shape; the last few compiled shapes are kept.
+    Calls are serialised: an OpenVINO infer request is not re-entrant.
     """
 
     kept_shapes = 4
 
-    def __init__(self, model: SuperPoint, precision: str = "float32") -> None:
+    def __init__(self, model: SuperPoint, precision: str = "float32", graph=None) -> None:
         import openvino
+
+        if (precision == "int8") != (graph is not None):
+            raise ValueError("an int8 OpenVinoNetwork takes its quantised graph, and only int8 takes one")
 
         self._openvino = openvino
         self._config = {
+            # int8 too: its float parts (first convolution, softmax, normalisation) stay float32.
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
             "PERFORMANCE_HINT": "LATENCY",
         }
         self._core = openvino.Core()
-        self._graph = _openvino_graph(model)
+        self._graph = graph if graph is not None else openvino_graph(model)
         self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -144,8 +167,12 @@ class OpenVinoNetwork:
         return scores, descriptor_map
 
 
-def _openvino_graph(model: SuperPoint):
-    """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size."""
+def openvino_graph(model: SuperPoint):
+    """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size.
+
+    Each convolution is named after its module (`encoder.conv_blocks.0.conv_a`, ...), so that
+    quantisation can leave chosen layers in float32.
+    """
     import openvino
     import openvino.opset13 as ops
 
@@ -155,12 +182,15 @@ def _openvino_graph(model: SuperPoint):
             conv.bias.detach().cpu().float().numpy().reshape(1, -1, 1, 1),
         )
 
+    names = {module: name for name, module in model.named_modules()}
+
     def conv(x, layer: torch.nn.Conv2d, relu: bool):
         weight, bias = parameters(layer)
         pad = layer.padding[0]
-        y = ops.add(
-            ops.convolution(x, ops.constant(weight), [1, 1], [pad, pad], [pad, pad], [1, 1]), ops.constant(bias)
+        convolution = ops.convolution(
+            x, ops.constant(weight), [1, 1], [pad, pad], [pad, pad], [1, 1], name=names[layer]
         )
+        y = ops.add(convolution, ops.constant(bias))
         return ops.relu(y) if relu else y
 
     images = ops.parameter(openvino.PartialShape([-1, 1, -1, -1]), openvino.Type.f32, name="images")
