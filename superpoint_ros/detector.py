@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -69,6 +70,14 @@ class Detections:
     keypoints: np.ndarray
     scores: np.ndarray
     descriptors: np.ndarray
+
+
+class Logger(Protocol):
+    """Where the detector reports on int8 quantisation: a `logging.Logger`, or a ROS node's."""
+
+    def info(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None: ...
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -129,7 +138,7 @@ class Detector:
         calibration: str = "scenes",
         calibration_count: int = CALIBRATION_COUNT,
         quantization_cache_dir: str | None = None,
-        logger: logging.Logger | None = None,
+        logger: Logger | None = None,
     ) -> None:
         self.settings = DetectionSettings(keypoint_threshold, nms_radius, max_keypoints, border_removal_distance)
         if resize is not None and (len(resize) != 2 or min(resize) < 8):
