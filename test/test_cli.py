@@ -57,6 +57,16 @@ def test_unreadable_image_and_missing_weights_exit_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_int8_calibrated_on_a_directory_without_images_exits_with_one_line(tmp_path):
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), structured_image(32, 32, 0))
+    empty = tmp_path / "calibration"
+    empty.mkdir()
+    result = run_cli(str(image), "--weights", "random", "--precision", "int8", "--calibration", str(empty))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "holds no readable image" in result.stderr
+
+
 def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):
     root = __import__("pathlib").Path(__file__).resolve().parent.parent
     build = subprocess.run(
