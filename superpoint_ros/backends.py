@@ -16,8 +16,9 @@ The post-processing after it is the same torch code whichever engine ran.
 
 `precision` other than float32 is an opt-in speed mode, off by default because its keypoints and
 descriptors drift from the reference's beyond the parity tolerances: float16 or bfloat16 on CUDA,
-bfloat16 with OpenVINO on a CPU that has bf16 instructions (about 2× faster here; BENCHMARKS.md
-lists its keypoint overlap and descriptor cosine against float32).
+bfloat16 with OpenVINO on a CPU that has bf16 instructions (about 2× faster here), int8 with
+OpenVINO on the CPU (the graph quantised by `superpoint_ros.quantization`, about 4× faster on a
+CPU with VNNI). BENCHMARKS.md lists their keypoint overlap and descriptor cosine against float32.
 """
 
 import threading

@@ -74,7 +74,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     # The instruction sets that decide which convolution kernels run.
-    isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
+    isa = [name for name in ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if name in flags]
     info = {
         "cpu": cpu + (f" ({', '.join(isa)})" if isa else ""),
         "cores": os.cpu_count(),
