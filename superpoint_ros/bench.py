@@ -296,6 +296,10 @@ def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[p
         "flip is a keypoint that float rounding moved to an equal-scoring neighbour, see "
         "`superpoint_ros/reference.py`), scores within 1e-5 and descriptors within 1e-4; reduced precision is "
         "compared with float32 instead (keypoint overlap, minimum descriptor cosine)",
+        "- Matches: mutual nearest neighbours between two views related by a known homography, correct "
+        f"within {CORRECT_MATCH_PIXELS:.0f} px; with random weights only the difference between precisions "
+        "means something",
+        *(f"- {note}" for note in record.get("notes", [])),
         f"- Milliseconds per batch; stage columns are medians. JSON: `benchmarks/{json_path.name}`",
         "",
         table,

@@ -99,7 +99,9 @@ def read_calibration_images(
     """
     folder = pathlib.Path(directory).expanduser()
     if not folder.is_dir():
-        raise ValueError(f"calibration directory {folder} does not exist")
+        raise ValueError(
+            f"int8 calibration must be 'scenes', 'frames' (node) or a directory of images: {folder} does not exist"
+        )
     paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
     images = []
     for path in paths:

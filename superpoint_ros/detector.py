@@ -201,7 +201,8 @@ class Detector:
     def offer_calibration_frame(self, image: np.ndarray, channel_order: str = "bgr") -> None:
         """With `calibration="frames"`: collect `image` (as `detect` takes it) for int8 calibration.
 
-        The first frame fixes the calibration shape. When a model calibrated on this camera's
+        The first frame fixes the calibration shape; frames of another shape are passed over.
+        When a model calibrated on this camera's
         frames of that shape is in the cache, it is loaded; otherwise, once `calibration_count`
         frames are in, quantisation starts. Either runs in a background thread, after which the
         int8 network replaces the float32 one between two `detect` calls and `precision`
@@ -215,9 +216,11 @@ class Detector:
         with torch.inference_mode():
             grey = self._network_input([image], channel_order)
         frame = grey[0, 0].numpy(force=True)
+        first = not self._calibration_frames
+        if not first and frame.shape != self._calibration_frames[0].shape:
+            return
         height, width = frame.shape
         description = f"the first {self._calibration_count} frames of a camera, {height}x{width}"
-        first = not self._calibration_frames
         self._calibration_frames.append(frame)
         cached = first and cache_path(self.model, description, self._quantization_cache_dir).is_file()
         if cached or len(self._calibration_frames) == self._calibration_count:
