@@ -330,6 +330,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--match-size", default="480x640", help="HxW of the matching comparison")
     parser.add_argument("--calibration", default="scenes", help="int8 calibration: scenes or a directory of images")
     parser.add_argument("--calibration-count", type=int, default=16, help="int8 calibration images")
+    parser.add_argument("--calibration-shape", default="480x640", help="HxW of the int8 calibration images")
     parser.add_argument("--quantization-cache-dir", default=None, help="int8 model cache (default: ~/.cache/...)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default: by size)")
     parser.add_argument("--weights", default=None, help="weights for both pipelines (hub-layout dir)")
@@ -349,6 +350,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args.batches = [int(batch) for batch in args.batches.split(",")]
     args.precision = ["float32", *(name for name in args.precision.split(",") if name != "float32")]
     args.match_size = tuple(int(side) for side in args.match_size.lower().split("x"))
+    args.calibration_shape = tuple(int(side) for side in args.calibration_shape.lower().split("x"))
     if args.node is None:
         args.node = not args.quick and _ros_available()
     if args.devices == "auto":
@@ -409,6 +411,7 @@ def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note:
                 precision=precision,
                 calibration=args.calibration,
                 calibration_count=args.calibration_count,
+                calibration_shape=args.calibration_shape,
                 quantization_cache_dir=args.quantization_cache_dir,
             )
             for precision in precisions

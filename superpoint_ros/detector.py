@@ -117,6 +117,8 @@ class Detector:
     int8 (`superpoint_ros.quantization`) is calibrated on `calibration_count` images from
     `calibration`: `"scenes"`, our generated photograph-like scenes (the default); a directory
     of the user's images; or `"frames"`, the first frames given to `offer_calibration_frame`.
+    Scenes are drawn, and the user's images resized, to `calibration_shape` `(height, width)`,
+    by default `resize` or 480×640.
     With `"frames"` the detector runs float32 until the int8 network, quantised in a background
     thread, takes over. Quantised models are cached in `quantization_cache_dir` (default
     `quantization.default_cache_dir()`). `logger` hears how the int8 network was obtained.
@@ -137,6 +139,7 @@ class Detector:
         precision: str = "float32",
         calibration: str = "scenes",
         calibration_count: int = CALIBRATION_COUNT,
+        calibration_shape: tuple[int, int] | None = None,
         quantization_cache_dir: str | None = None,
         logger: Logger | None = None,
     ) -> None:
@@ -165,7 +168,7 @@ class Detector:
             self._calibration_count = calibration_count
             self.network = build_network(self.model, self.backend, self.device)
         elif precision == "int8":
-            shape = self.resize or CALIBRATION_SHAPE
+            shape = calibration_shape or self.resize or CALIBRATION_SHAPE
             if calibration == "scenes":
                 images = calibration_scenes(calibration_count, *shape)
             else:
