@@ -101,14 +101,20 @@ def quantized_graph(float_graph, images: list[np.ndarray], path: pathlib.Path):
     if cached is not None:
         return cached, True
     graph = quantize(float_graph, images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written under temporary names and renamed, .bin first: a present .xml means a complete pair,
-    # also when two processes quantise at once.
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial_") as scratch:
-        partial = pathlib.Path(scratch) / path.name
-        openvino.save_model(graph, partial, compress_to_fp16=False)
-        os.replace(partial.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written under temporary names and renamed, .bin first: a present .xml means a complete
+        # pair, also when two processes quantise at once.
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial_") as scratch:
+            partial = pathlib.Path(scratch) / path.name
+            openvino.save_model(graph, partial, compress_to_fp16=False)
+            os.replace(partial.with_suffix(".bin"), path.with_suffix(".bin"))
+            os.replace(partial, path)
+    except OSError as error:
+        raise ValueError(
+            f"cannot write the int8 model cache in {path.parent} ({error.strerror or error}); "
+            "choose a writable directory (int8_cache_dir, quantization_cache_dir)"
+        ) from error
     return graph, False
 
 

@@ -154,3 +154,10 @@ def wait_for_int8(detector: Detector, timeout_s: float = 120.0) -> None:
     while detector.precision != "int8":
         assert time.monotonic() < deadline, "the int8 network did not take over"
         time.sleep(0.05)
+
+
+def test_an_unwritable_cache_directory_is_refused_with_a_clear_error(weights, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(ValueError, match="cannot write the int8 model cache"):
+        int8_detector(weights, blocker / "cache", calibration_count=1)
