@@ -20,8 +20,9 @@ The post-processing after it is the same torch code whichever engine ran.
 
 `precision` other than float32 is an opt-in speed mode, off by default because its keypoints and
 descriptors drift from the reference's beyond the parity tolerances: float16 or bfloat16 on CUDA,
-bfloat16 with OpenVINO on a CPU that has bf16 instructions (about 2× faster here; BENCHMARKS.md
-lists its keypoint overlap and descriptor cosine against float32).
+bfloat16 with OpenVINO on a CPU that has bf16 instructions (about 2× faster here), int8 with
+OpenVINO on the CPU (the graph quantised by `superpoint_ros.quantization`, about 4× faster on a
+CPU with VNNI). BENCHMARKS.md lists their keypoint overlap and descriptor cosine against float32.
 """
 
 import pathlib
@@ -35,7 +36,7 @@ import torch
 from superpoint_ros.model import CELL_SIZE, SuperPoint
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
-PRECISIONS = ("float32", "float16", "bfloat16")
+PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 
 Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -79,29 +80,46 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def check_precision(backend: str, device: torch.device, precision: str) -> None:
+    """Raise `ValueError` unless `backend` (resolved) on `device` offers `precision`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and backend != "openvino":
+        raise ValueError(
+            f"precision 'int8' runs with the openvino backend on the CPU only, not with {backend} on {device}"
+        )
+    if backend == "onnxruntime":
+        return  # what it offers depends on its execution provider: `OnnxRuntimeNetwork` checks
+    if (
+        device.type == "cpu"
+        and precision in ("float16", "bfloat16")
+        and (backend, precision) != ("openvino", "bfloat16")
+    ):
+        raise ValueError(
+            f"precision {precision!r} is not offered on the CPU with the {backend} backend: "
+            "the CPU runs float32, or bfloat16 or int8 with openvino"
+        )
+
+
 def build_network(
     model: SuperPoint,
     backend: str,
     device: torch.device,
     precision: str = "float32",
     tensorrt_cache_dir: str | pathlib.Path | None = None,
+    graph=None,
 ) -> Network:
     """An engine for `model` (already on `device`); `backend` as resolved by `resolve_backend`.
 
     `tensorrt_cache_dir` is where ONNX Runtime's TensorRT provider keeps the engines it builds
-    (default `DEFAULT_TENSORRT_CACHE`); only the `onnxruntime` backend reads it.
+    (default `DEFAULT_TENSORRT_CACHE`); only the `onnxruntime` backend reads it. `graph`: for
+    `precision="int8"`, the quantised OpenVINO model (`superpoint_ros.quantization`).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(backend, device, precision)
     if backend == "onnxruntime":
         return OnnxRuntimeNetwork(model, device, precision, tensorrt_cache_dir)
-    if device.type == "cpu" and precision != "float32" and (backend, precision) != ("openvino", "bfloat16"):
-        raise ValueError(
-            f"precision {precision!r} is not offered on the CPU with the {backend} backend: "
-            "the CPU runs float32, or bfloat16 with openvino"
-        )
     if backend == "openvino":
-        return OpenVinoNetwork(model, precision)
+        return OpenVinoNetwork(model, precision, graph)
     if device.type == "cuda":
         return CudaTorchNetwork(model, precision)
     return model
@@ -139,25 +157,30 @@ class CudaTorchNetwork:
 
 
 class OpenVinoNetwork:
-    """SuperPoint as an OpenVINO graph, float32 throughout unless `precision="bfloat16"`.
+    """SuperPoint as an OpenVINO graph, float32 throughout unless `precision="bfloat16"`, or
+    the int8 `graph` that `superpoint_ros.quantization` made of it for `precision="int8"`.
 
-    The graph is built from the module's parameters (no tracing, so building takes milliseconds),
-    and compiled for each new input shape; the last few compiled shapes are kept. Calls are
-    serialised: an OpenVINO infer request is not re-entrant.
+    The float graph is built from the module's parameters (no tracing, so building takes
+    milliseconds), and compiled for each new input shape; the last few compiled shapes are kept.
+    Calls are serialised: an OpenVINO infer request is not re-entrant.
     """
 
     kept_shapes = 4
 
-    def __init__(self, model: SuperPoint, precision: str = "float32") -> None:
+    def __init__(self, model: SuperPoint, precision: str = "float32", graph=None) -> None:
         import openvino
+
+        if (precision == "int8") != (graph is not None):
+            raise ValueError("an int8 OpenVinoNetwork takes its quantised graph, and only int8 takes one")
 
         self._openvino = openvino
         self._config = {
+            # int8 too: its float parts (first convolution, softmax, normalisation) stay float32.
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
             "PERFORMANCE_HINT": "LATENCY",
         }
         self._core = openvino.Core()
-        self._graph = _openvino_graph(model)
+        self._graph = graph if graph is not None else openvino_graph(model)
         self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -253,8 +276,12 @@ def _cache_directory(directory: str | pathlib.Path | None) -> pathlib.Path:
     return path
 
 
-def _openvino_graph(model: SuperPoint):
-    """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size."""
+def openvino_graph(model: SuperPoint):
+    """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size.
+
+    Each convolution is named after its module (`encoder.conv_blocks.0.conv_a`, ...), so that
+    quantisation can leave chosen layers in float32.
+    """
     import openvino
     import openvino.opset13 as ops
 
@@ -264,12 +291,15 @@ def _openvino_graph(model: SuperPoint):
             conv.bias.detach().cpu().float().numpy().reshape(1, -1, 1, 1),
         )
 
+    names = {module: name for name, module in model.named_modules()}
+
     def conv(x, layer: torch.nn.Conv2d, relu: bool):
         weight, bias = parameters(layer)
         pad = layer.padding[0]
-        y = ops.add(
-            ops.convolution(x, ops.constant(weight), [1, 1], [pad, pad], [pad, pad], [1, 1]), ops.constant(bias)
+        convolution = ops.convolution(
+            x, ops.constant(weight), [1, 1], [pad, pad], [pad, pad], [1, 1], name=names[layer]
         )
+        y = ops.add(convolution, ops.constant(bias))
         return ops.relu(y) if relu else y
 
     images = ops.parameter(openvino.PartialShape([-1, 1, -1, -1]), openvino.Type.f32, name="images")

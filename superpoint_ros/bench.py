@@ -4,21 +4,28 @@
 python -m superpoint_ros.bench                 # all sizes and batches, CPU (+ CUDA), node benchmark
 python -m superpoint_ros.bench --quick         # 480×640, batch 1, a few runs, no node benchmark
 python -m superpoint_ros.bench --sizes 480x640 --batches 1,4 --runs 20 --weights path/to/weights
-python -m superpoint_ros.bench --precision bfloat16 --backend openvino --no-node
+python -m superpoint_ros.bench --precision float32,int8 --backend openvino --no-node
 ```
 
 For every device × size × batch it first checks that both pipelines find the same keypoints
 (`superpoint_ros.reference`: four borders, near-tie flips of non-PyTorch engines explained), and
-stops without reporting anything if they do not. With `--precision` other than float32, the
-float32 pipeline is checked that way and the reduced one is compared with it (keypoint overlap,
-descriptor cosine). Then it times ours and the baseline interleaved, run by run, on the same
-images and weights:
+stops without reporting anything if they do not. Each reduced `--precision` (by default
+bfloat16 and int8 where the CPU engine offers them) is compared with float32 instead (keypoint
+overlap, descriptor cosine) and timed in a row of its own. Then it times ours and the baseline
+interleaved, run by run, on the same images and weights:
 
 - ours: `Detector.detect_batch`, split at its stages `preprocess` (numpy → grey tensor on the
   device), `network`, `postprocess` (NMS, threshold, borders, top-k), `descriptors` (sampling)
   and `to_host` (numpy results). On CUDA every stage boundary synchronises.
 - the baseline: `SuperPointForKeypointDetection` forward plus `post_process_keypoint_detection`
   on pixel values prepared beforehand (its image processor is not timed).
+
+Matching follows (`--match-size`, default 480×640) for every precision on the same images: the mutual nearest
+neighbours between the descriptors of two views related by a known homography, and the share
+of them whose keypoint lands within 3 px of where the homography puts it; over pairs of a
+benchmark scene and its warped copy, and over consecutive frames of the demo's moving camera
+(`scenes.camera_view`). With random weights these absolute figures say nothing about
+SuperPoint's quality; the difference between precisions on identical weights is the figure.
 
 The node benchmark (`bench_node`) follows when ROS is importable. The results are printed as
 tables, written to `benchmarks/<date>.json` (and `benchmarks/latest.json`) and appended to
@@ -40,7 +47,15 @@ import time
 import numpy as np
 import torch
 
-from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, machine_info, percentiles
+from superpoint_ros.backends import openvino_available
+from superpoint_ros.bench_scenes import (
+    benchmark_scene,
+    benchmark_weights,
+    homography_pairs,
+    machine_info,
+    moving_sequence_pairs,
+    percentiles,
+)
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 
 STAGES = ("preprocess", "network", "postprocess", "descriptors", "to_host")
@@ -49,6 +64,9 @@ BATCHES = (1, 4)
 SCORE_TOLERANCE = 1e-5
 DESCRIPTOR_TOLERANCE = 1e-4
 WARMUP_RUNS = 2
+DEFAULT_PRECISIONS = ("float32", "bfloat16", "int8")
+CORRECT_MATCH_PIXELS = 3.0
+MATCH_SHARE_MARGIN = 0.03  # int8/bf16 may lose at most 3 points of correct-match share to float32
 
 
 def runs_for(height: int, width: int, batch: int) -> int:
@@ -178,6 +196,49 @@ def agreement(candidate: list[Detections], baseline: list[Detections]) -> dict[s
     }
 
 
+def mutual_matches(first: Detections, second: Detections) -> np.ndarray:
+    """`(M, 2)` row indices `(i, j)` where `second`'s descriptor j is the nearest to `first`'s i
+    and the other way round (largest dot product of the unit descriptors)."""
+    if len(first.descriptors) == 0 or len(second.descriptors) == 0:
+        return np.zeros((0, 2), np.int64)
+    similarity = first.descriptors @ second.descriptors.T
+    nearest, back = similarity.argmax(axis=1), similarity.argmax(axis=0)
+    rows = np.flatnonzero(back[nearest] == np.arange(len(nearest)))
+    return np.stack((rows, nearest[rows]), axis=1)
+
+
+def match_figures(detector: Detector, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mutual-nearest-neighbour matches per pair of views, and the share whose keypoint in the
+    second view lies within `CORRECT_MATCH_PIXELS` of the first's mapped by the pair's homography."""
+    distinct = {id(image): image for pair in pairs for image in pair[:2]}
+    found = dict(zip(distinct, detector.detect(list(distinct.values())), strict=True))
+    matches, correct = 0, 0
+    for view_a, view_b, homography in pairs:
+        first, second = found[id(view_a)], found[id(view_b)]
+        pairs_found = mutual_matches(first, second)
+        points = np.concatenate([first.keypoints[pairs_found[:, 0]], np.ones((len(pairs_found), 1))], axis=1)
+        mapped = points @ homography.T
+        mapped = mapped[:, :2] / mapped[:, 2:]
+        error = np.linalg.norm(mapped - second.keypoints[pairs_found[:, 1]], axis=1)
+        matches += len(pairs_found)
+        correct += int((error <= CORRECT_MATCH_PIXELS).sum())
+    return {"matches_per_pair": matches / len(pairs), "correct_share": correct / matches if matches else 0.0}
+
+
+def format_match_table(rows: list[dict]) -> str:
+    """One line per device × precision × pair set, with the difference to float32's share."""
+    lines = [
+        f"| device | precision | views | matches / pair | correct ≤ {CORRECT_MATCH_PIXELS:.0f} px | vs float32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['device']} | {row['precision']} | {row['views']} | {row['matches_per_pair']:.0f} | "
+            f"{100 * row['correct_share']:.1f}% | {row['versus_float32']} |"
+        )
+    return "\n".join(lines)
+
+
 def format_table(cases: list[Case]) -> str:
     """Milliseconds per batch; stage columns are medians, `ours`/`transformers` are p50 / p90."""
     header = (
@@ -235,6 +296,10 @@ def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[p
         "flip is a keypoint that float rounding moved to an equal-scoring neighbour, see "
         "`superpoint_ros/reference.py`), scores within 1e-5 and descriptors within 1e-4; reduced precision is "
         "compared with float32 instead (keypoint overlap, minimum descriptor cosine)",
+        "- Matches: mutual nearest neighbours between two views related by a known homography, correct "
+        f"within {CORRECT_MATCH_PIXELS:.0f} px; with random weights only the difference between precisions "
+        "means something",
+        *(f"- {note}" for note in record.get("notes", [])),
         f"- Milliseconds per batch; stage columns are medians. JSON: `benchmarks/{json_path.name}`",
         "",
         table,
@@ -257,8 +322,16 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--devices", default="auto", help="cpu,cuda or auto (the CPU, and CUDA when present)")
     parser.add_argument("--backend", default="auto", help="Detector backend: auto, torch, openvino or onnxruntime")
     parser.add_argument(
-        "--precision", default="float32", help="float32, or bfloat16/float16 (opt-in speed modes, see backends.py)"
+        "--precision",
+        default=",".join(DEFAULT_PRECISIONS),
+        help="comma-separated: float32 and the opt-in speed modes bfloat16, float16, int8 (see backends.py); "
+        "float32 is always run; a mode the device's engine does not offer is skipped with a note",
     )
+    parser.add_argument("--match-size", default="480x640", help="HxW of the matching comparison")
+    parser.add_argument("--calibration", default="scenes", help="int8 calibration: scenes or a directory of images")
+    parser.add_argument("--calibration-count", type=int, default=16, help="int8 calibration images")
+    parser.add_argument("--calibration-shape", default="480x640", help="HxW of the int8 calibration images")
+    parser.add_argument("--quantization-cache-dir", default=None, help="int8 model cache (default: ~/.cache/...)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default: by size)")
     parser.add_argument("--weights", default=None, help="weights for both pipelines (hub-layout dir)")
     parser.add_argument("--no-reference", action="store_true", help="skip transformers (no parity check!)")
@@ -275,6 +348,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         args.sizes, args.batches, args.runs = "480x640", "1", args.runs or 5
     args.sizes = [tuple(int(side) for side in size.lower().split("x")) for size in args.sizes.split(",")]
     args.batches = [int(batch) for batch in args.batches.split(",")]
+    args.precision = ["float32", *(name for name in args.precision.split(",") if name != "float32")]
+    args.match_size = tuple(int(side) for side in args.match_size.lower().split("x"))
+    args.calibration_shape = tuple(int(side) for side in args.calibration_shape.lower().split("x"))
     if args.node is None:
         args.node = not args.quick and _ros_available()
     if args.devices == "auto":
@@ -294,56 +370,125 @@ def _ros_available() -> bool:
     return True
 
 
+def precisions_offered(device: str, backend: str, wanted: list[str]) -> tuple[list[str], list[str]]:
+    """The precisions of `wanted` that `backend` runs on `device`, and a note for each skipped one."""
+    cpu_bfloat16 = False
+    if device == "cpu" and openvino_available():
+        import openvino
+
+        cpu_bfloat16 = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    openvino_cpu = device == "cpu" and backend in ("auto", "openvino") and openvino_available()
+    runs = {
+        "float32": True,
+        "bfloat16": device != "cpu" or (openvino_cpu and cpu_bfloat16),
+        "float16": device != "cpu",
+        "int8": openvino_cpu,
+    }
+    offered = [name for name in wanted if runs.get(name, True)]
+    notes = [
+        f"{name} skipped on {device}: not offered by its engine on this machine"
+        for name in wanted
+        if name not in offered
+    ]
+    return offered, notes
+
+
 def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note: str) -> dict:
     settings = DetectionSettings()
     cases: list[Case] = []
+    match_rows: list[dict] = []
+    notes: list[str] = []
     for device in args.devices:
-        detector = Detector(weights=weights, device=device, backend=args.backend, precision=args.precision)
-        float32_detector = detector
-        if args.precision != "float32":
-            float32_detector = Detector(weights=weights, device=device, backend=args.backend)
+        precisions, skipped = precisions_offered(device, args.backend, args.precision)
+        notes += skipped
+        for note in skipped:
+            print(note, flush=True)
+        detectors = {
+            precision: Detector(
+                weights=weights,
+                device=device,
+                backend=args.backend,
+                precision=precision,
+                calibration=args.calibration,
+                calibration_count=args.calibration_count,
+                calibration_shape=args.calibration_shape,
+                quantization_cache_dir=args.quantization_cache_dir,
+            )
+            for precision in precisions
+        }
+        float32_detector = detectors["float32"]
         reference_model = None
         if not args.no_reference:
             from superpoint_ros.reference import load_reference_model
 
-            reference_model = load_reference_model(weights, detector.device)
+            reference_model = load_reference_model(weights, float32_detector.device)
         for height, width in args.sizes:
             for batch in args.batches:
                 images = [benchmark_scene(height, width, seed) for seed in range(batch)]
                 check = "not checked"
                 if reference_model is not None:
                     check = check_parity(float32_detector, reference_model, images)
-                results = detector.detect(images)
-                if detector is not float32_detector:
-                    close = agreement(results, float32_detector.detect(images))
-                    check = (
-                        f"vs float32: {100 * close['keypoint_overlap']:.1f}% of keypoints, "
-                        f"cosine ≥ {close['cosine_min']:.5f}"
+                float32_results = float32_detector.detect(images)
+                for precision, detector in detectors.items():
+                    results = detector.detect(images)
+                    if detector is not float32_detector:
+                        close = agreement(results, float32_results)
+                        check = (
+                            f"vs float32: {100 * close['keypoint_overlap']:.1f}% of keypoints, "
+                            f"cosine ≥ {close['cosine_min']:.5f}"
+                        )
+                    keypoints = float(np.mean([len(result.scores) for result in results]))
+                    runs = args.runs or runs_for(height, width, batch)
+                    baseline = reference_model if detector is float32_detector else None
+                    ours, theirs = time_case(detector, baseline, images, runs)
+                    case = Case(
+                        device=device,
+                        backend=detector.backend,
+                        height=height,
+                        width=width,
+                        batch=batch,
+                        runs=runs,
+                        precision=precision,
+                        keypoints_per_image=keypoints,
+                        check=check,
+                        ours=ours,
+                        reference=theirs,
                     )
-                keypoints = float(np.mean([len(result.scores) for result in results]))
-                runs = args.runs or runs_for(height, width, batch)
-                ours, theirs = time_case(detector, reference_model, images, runs)
-                case = Case(
-                    device=device,
-                    backend=detector.backend,
-                    height=height,
-                    width=width,
-                    batch=batch,
-                    runs=runs,
-                    precision=args.precision,
-                    keypoints_per_image=keypoints,
-                    check=check,
-                    ours=ours,
-                    reference=theirs,
-                )
-                cases.append(case)
-                print(format_table([case]).splitlines()[-1], f"load {_load(os.getloadavg())}", flush=True)
+                    cases.append(case)
+                    print(format_table([case]).splitlines()[-1], f"load {_load(os.getloadavg())}", flush=True)
+        match_rows += match_rows_for(device, detectors, args.match_size)
     return {
         "settings": dataclasses.asdict(settings),
         "weights": weights_note,
         "cases": [{**dataclasses.asdict(case), "speedup": case.speedup} for case in cases],
-        "table": format_table(cases),
+        "matches": match_rows,
+        "notes": notes,
+        "table": format_table(cases) + "\n\n" + format_match_table(match_rows),
     }
+
+
+def match_rows_for(device: str, detectors: dict[str, Detector], size: tuple[int, int]) -> list[dict]:
+    """`match_figures` of every precision on the same two sets of view pairs of `size` (h, w)."""
+    height, width = size
+    pair_sets = {
+        f"{height}×{width} scene + warped copy (4 pairs)": homography_pairs(height, width),
+        f"{height}×{width} moving camera (20 pairs)": moving_sequence_pairs(height, width),
+    }
+    rows = []
+    for views, pairs in pair_sets.items():
+        float32_share = None
+        for precision, detector in detectors.items():
+            figures = match_figures(detector, pairs)
+            if float32_share is None:
+                float32_share, versus = figures["correct_share"], "–"
+            else:
+                points = 100 * (figures["correct_share"] - float32_share)
+                within = "within" if points >= -100 * MATCH_SHARE_MARGIN else "NOT within"
+                versus = f"{points:+.1f} points ({within} 3)"
+            row = {"device": device, "precision": precision, "views": views, **figures, "versus_float32": versus}
+            rows.append(row)
+            print(format_match_table([row]).splitlines()[-1], flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,7 +74,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     # The instruction sets that decide which convolution kernels run.
-    isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
+    isa = [name for name in ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if name in flags]
     info = {
         "cpu": cpu + (f" ({', '.join(isa)})" if isa else ""),
         "cores": os.cpu_count(),
@@ -95,3 +95,33 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     """Median and 90th percentile, in milliseconds."""
     values = np.asarray(samples) * 1e3
     return {"p50": float(np.median(values)), "p90": float(np.percentile(values, 90))}
+
+
+def homography_pairs(height: int, width: int, count: int = 4) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`(view_a, view_b, H)` triples: benchmark scenes and the same scene warped by a known
+    homography `H` (3×3, view_a pixels → view_b pixels): turned 10°, scaled 0.9, tilted."""
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    angle = np.radians(10.0)
+    rotate = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * 0.9
+    homography = np.eye(3)
+    homography[:2, :2] = rotate
+    homography[:2, 2] = centre - rotate @ centre
+    homography[2, :2] = [2e-5 * 640 / width, -3e-5 * 480 / height]
+    pairs = []
+    for seed in range(count):
+        view_a = benchmark_scene(height, width, 1000 + seed)
+        view_b = cv2.warpPerspective(view_a, homography, (width, height), flags=cv2.INTER_LINEAR)
+        pairs.append((view_a, view_b, homography))
+    return pairs
+
+
+def moving_sequence_pairs(height: int, width: int, frames: int = 20) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`(frame_k, frame_k+1, H)` for the demo's camera sequence (`scenes.camera_view` over a
+    `2h × 2w` scene, `frames` frames): consecutive frames and the homography between them."""
+    from superpoint_ros.scenes import camera_homography, camera_view, draw_scene
+
+    scene = draw_scene(2 * height, 2 * width)
+    times = [index / frames for index in range(frames + 1)]
+    views = [camera_view(scene, height, width, t) for t in times]
+    to_view = [camera_homography(scene.shape, height, width, t) for t in times]
+    return [(views[k], views[k + 1], to_view[k + 1] @ np.linalg.inv(to_view[k])) for k in range(frames)]

@@ -36,6 +36,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         choices=PRECISIONS,
         help="reduced precision is faster but drifts from the reference (see BENCHMARKS.md)",
     )
+    parser.add_argument(
+        "--calibration",
+        default="scenes",
+        help="int8: calibrate on generated scenes (default) or on the images of this directory",
+    )
+    parser.add_argument("--calibration-count", type=int, default=16, help="int8: calibration images")
+    parser.add_argument("--quantization-cache-dir", default=None, help="int8: model cache (default ~/.cache/...)")
     parser.add_argument("--keypoint-threshold", type=float, default=0.005)
     parser.add_argument("--nms-radius", type=int, default=4)
     parser.add_argument("--max-keypoints", type=int, default=-1, help="-1 keeps all")
@@ -46,7 +53,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         type=pathlib.Path,
         help="write the drawn keypoints here; with several images, '_<index>' goes before the suffix",
     )
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.calibration == "frames":
+        parser.error("--calibration frames is for the node's live camera; give scenes or a directory")
+    return arguments
 
 
 def overlay_path(template: pathlib.Path, index: int, count: int) -> pathlib.Path:
@@ -74,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             device=arguments.device,
             backend=arguments.backend,
             precision=arguments.precision,
+            calibration=arguments.calibration,
+            calibration_count=arguments.calibration_count,
+            quantization_cache_dir=arguments.quantization_cache_dir,
             keypoint_threshold=arguments.keypoint_threshold,
             nms_radius=arguments.nms_radius,
             max_keypoints=arguments.max_keypoints,

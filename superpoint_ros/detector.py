@@ -20,14 +20,25 @@ the network (see `superpoint_ros.images`), so descriptors stay finite and of uni
 """
 
 import dataclasses
+import logging
+import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.nn import functional
 
-from superpoint_ros.backends import build_network, engine_description, resolve_backend
+from superpoint_ros.backends import (
+    build_network,
+    check_precision,
+    engine_description,
+    openvino_graph,
+    resolve_backend,
+)
+from superpoint_ros.calibration import CALIBRATION_COUNT, CALIBRATION_SHAPE, calibration_scenes, read_calibration_images
 from superpoint_ros.images import check_image, to_grey_batch
 from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms, to_original_pixels
 from superpoint_ros.weights import DEFAULT_WEIGHTS, load_model
@@ -72,6 +83,14 @@ class Detections:
     descriptors: np.ndarray
 
 
+class Logger(Protocol):
+    """Where the detector reports on int8 quantisation: a `logging.Logger`, or a ROS node's."""
+
+    def info(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """`auto` is CUDA when available, else the CPU; an explicit CUDA device must exist."""
     if isinstance(device, torch.device):
@@ -103,15 +122,24 @@ class Detector:
 
     `backend` picks the engine that runs the network (`superpoint_ros.backends`): `"auto"` is
     OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` (CUDA)
-    or `"bfloat16"` (OpenVINO) is an opt-in speed mode whose keypoints and descriptors drift from
-    float32's beyond the parity tolerances (see BENCHMARKS.md). `backend="onnxruntime"` runs the
-    network in ONNX Runtime; `backend` then also names its execution provider, e.g.
+    or `"bfloat16"`/`"int8"` (OpenVINO) is an opt-in speed mode whose keypoints and descriptors
+    drift from float32's beyond the parity tolerances (see BENCHMARKS.md). `backend="onnxruntime"`
+    runs the network in ONNX Runtime; `backend` then also names its execution provider, e.g.
     `"onnxruntime (CPUExecutionProvider)"`, and TensorRT keeps its engines in
     `tensorrt_cache_dir` (default `~/.cache/superpoint_ros/tensorrt`).
 
     On CUDA with the torch backend, `cuda_graphs` (default on) replays each input shape's pipeline
     as a CUDA graph (`superpoint_ros.cuda_graphs`), with the same results; should CUDA refuse the
     capture, a warning says so and the detector goes on without graphs.
+
+    int8 (`superpoint_ros.quantization`) is calibrated on `calibration_count` images from
+    `calibration`: `"scenes"`, our generated photograph-like scenes (the default); a directory
+    of the user's images; or `"frames"`, the first frames given to `offer_calibration_frame`.
+    Scenes are drawn, and the user's images resized, to `calibration_shape` `(height, width)`,
+    by default `resize` or 480×640.
+    With `"frames"` the detector runs float32 until the int8 network, quantised in a background
+    thread, takes over. Quantised models are cached in `quantization_cache_dir` (default
+    `quantization.default_cache_dir()`). `logger` hears how the int8 network was obtained.
     """
 
     def __init__(
@@ -129,6 +157,11 @@ class Detector:
         precision: str = "float32",
         tensorrt_cache_dir: str | None = None,
         cuda_graphs: bool = True,
+        calibration: str = "scenes",
+        calibration_count: int = CALIBRATION_COUNT,
+        calibration_shape: tuple[int, int] | None = None,
+        quantization_cache_dir: str | None = None,
+        logger: Logger | None = None,
     ) -> None:
         self.settings = DetectionSettings(keypoint_threshold, nms_radius, max_keypoints, border_removal_distance)
         if resize is not None and (len(resize) != 2 or min(resize) < 8):
@@ -136,9 +169,36 @@ class Detector:
         self.resize = tuple(resize) if resize is not None else None
         self.device = resolve_device(device)
         backend = resolve_backend(backend, self.device)
-        self.precision = precision
+        check_precision(backend, self.device, precision)
+        self._engine = backend
+        self._logger = logger or logging.getLogger(__name__)
+        self._calibration_frames: list[np.ndarray] | None = None
+        self._quantization_cache_dir = quantization_cache_dir
+        self.quantized_model_path = None
+        """The int8 model's file in the cache, once there is one."""
+        if precision == "int8":
+            from superpoint_ros.quantization import check_nncf
+
+            check_nncf()
+            if calibration_count < 1:
+                raise ValueError(f"calibration_count must be >= 1, got {calibration_count}")
         self.model = load_model(weights, weights_revision, seed).to(self.device)
-        self.network = build_network(self.model, backend, self.device, precision, tensorrt_cache_dir)
+        if precision == "int8" and calibration == "frames":
+            self.precision = "float32"
+            self._calibration_frames = []
+            self._calibration_count = calibration_count
+            self.network = build_network(self.model, backend, self.device)
+        elif precision == "int8":
+            shape = calibration_shape or self.resize or CALIBRATION_SHAPE
+            if calibration == "scenes":
+                images = calibration_scenes(calibration_count, *shape)
+            else:
+                images = read_calibration_images(calibration, calibration_count, shape)
+            self.precision = "int8"
+            self.network = self._int8_network([image.astype(np.float32) / 255 for image in images])
+        else:
+            self.precision = precision
+            self.network = build_network(self.model, backend, self.device, precision, tensorrt_cache_dir)
         self.backend = engine_description(backend, self.network)
         self.graphs = None
         if cuda_graphs and self.device.type == "cuda" and backend == "torch":
@@ -149,6 +209,67 @@ class Detector:
     @property
     def descriptor_size(self) -> int:
         return self.model.architecture.descriptor_decoder_dim
+
+    def _int8_network(self, calibration: list[np.ndarray] | str, images: list[np.ndarray] | None = None):
+        """The int8 engine calibrated on `calibration` (grey float32 images, or the description
+        of a set named in the cache, whose `images` are quantised on a cache miss)."""
+        from superpoint_ros.quantization import cache_path, quantized_graph
+
+        path = cache_path(self.model, calibration, self._quantization_cache_dir)
+        start_s = time.monotonic()
+        graph, from_cache = quantized_graph(openvino_graph(self.model), images or calibration, path)
+        how = "loaded from" if from_cache else f"quantised in {time.monotonic() - start_s:.1f} s and saved to"
+        self._logger.info(f"int8 network {how} {path}")
+        self.quantized_model_path = path
+        return build_network(self.model, self._engine, self.device, "int8", graph)
+
+    @property
+    def wants_calibration_frames(self) -> bool:
+        """Whether `offer_calibration_frame` still collects frames (`calibration="frames"`)."""
+        return self._calibration_frames is not None
+
+    def offer_calibration_frame(self, image: np.ndarray, channel_order: str = "bgr") -> None:
+        """With `calibration="frames"`: collect `image` (as `detect` takes it) for int8 calibration.
+
+        The first frame fixes the calibration shape; frames of another shape are passed over.
+        When a model calibrated on this camera's
+        frames of that shape is in the cache, it is loaded; otherwise, once `calibration_count`
+        frames are in, quantisation starts. Either runs in a background thread, after which the
+        int8 network replaces the float32 one between two `detect` calls and `precision`
+        becomes `"int8"`. Does nothing once enough frames were taken.
+        """
+        from superpoint_ros.quantization import cache_path
+
+        if self._calibration_frames is None:
+            return
+        check_image(image)
+        with torch.inference_mode():
+            grey = self._network_input([image], channel_order)
+        frame = grey[0, 0].numpy(force=True)
+        first = not self._calibration_frames
+        if not first and frame.shape != self._calibration_frames[0].shape:
+            return
+        height, width = frame.shape
+        description = f"the first {self._calibration_count} frames of a camera, {height}x{width}"
+        self._calibration_frames.append(frame)
+        cached = first and cache_path(self.model, description, self._quantization_cache_dir).is_file()
+        if cached or len(self._calibration_frames) == self._calibration_count:
+            frames, self._calibration_frames = self._calibration_frames, None
+            threading.Thread(
+                target=self._switch_to_int8, args=(description, frames), name="superpoint_int8", daemon=True
+            ).start()
+
+    def _switch_to_int8(self, description: str, frames: list[np.ndarray]) -> None:
+        try:
+            network = self._int8_network(description, frames)
+            # Compile for the camera's shape before taking over, so that no frame waits for it.
+            network(torch.zeros((1, 1, *frames[0].shape)))
+        except Exception as error:  # the float32 network keeps running
+            self._logger.error(f"int8 quantisation failed, staying in float32: {error!r}")
+            return
+        self.network = network
+        self.precision = "int8"
+        self._logger.info(f"Switched to the int8 network, calibrated on {description}")
 
     def detect(self, images: Sequence[np.ndarray], channel_order: str = "bgr") -> list[Detections]:
         """Detect in each image. Colour images are BGR unless `channel_order="rgb"`.
@@ -185,10 +306,8 @@ class Detector:
         """
         settings = settings or self.settings
         mark = mark or _no_mark
-        grey = to_grey_batch(images, self.device, channel_order)
-        height, width = grey.shape[-2:]
-        if self.resize is not None and self.resize != (height, width):
-            grey = functional.interpolate(grey, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
+        height, width = images[0].shape[:2]
+        grey = self._network_input(images, channel_order)
         mark("preprocess")
         if self.graphs is not None:
             graphed = self._detect_with_graphs(grey, settings, (height, width), mark)
@@ -228,6 +347,13 @@ class Detector:
         for stage in ("network", "postprocess", "descriptors", "to_host"):
             mark(stage)
         return [Detections(*arrays) for arrays in results]
+
+    def _network_input(self, images: list[np.ndarray], channel_order: str) -> torch.Tensor:
+        """`(B, 1, h, w)` grey float32 in [0, 1] on the device, resized when `resize` is set."""
+        grey = to_grey_batch(images, self.device, channel_order)
+        if self.resize is not None and self.resize != tuple(grey.shape[-2:]):
+            grey = functional.interpolate(grey, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
+        return grey
 
 
 def _no_mark(stage: str) -> None:

@@ -66,6 +66,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from superpoint_ros.backends import BACKENDS, PRECISIONS
+from superpoint_ros.calibration import CALIBRATION_COUNT
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 from superpoint_ros.diagnostics import CameraHealth, FrameCounters, camera_status
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
@@ -241,7 +242,7 @@ class DetectorNode(Node):
             "float32",
             _descriptor(
                 "float32, or an opt-in faster mode whose output drifts from the reference: bfloat16 "
-                "(OpenVINO on CPU, CUDA) or float16 (CUDA).",
+                "(OpenVINO on CPU, CUDA), float16 (CUDA) or int8 (OpenVINO on CPU, needs nncf).",
                 read_only=True,
                 additional_constraints=" | ".join(PRECISIONS),
             ),
@@ -252,6 +253,29 @@ class DetectorNode(Node):
             _descriptor(
                 "Directory where ONNX Runtime's TensorRT provider keeps the engines it builds (backend "
                 "onnxruntime); empty: ~/.cache/superpoint_ros/tensorrt.",
+                read_only=True,
+            ),
+        )
+        self.declare_parameter(
+            "int8_calibration",
+            "scenes",
+            _descriptor(
+                "With precision int8, what quantisation is calibrated on: scenes (generated, photograph-like), "
+                "frames (this camera's first int8_calibration_count frames; float32 runs until int8 is ready) "
+                "or a directory of images.",
+                read_only=True,
+            ),
+        )
+        self.declare_parameter(
+            "int8_calibration_count",
+            CALIBRATION_COUNT,
+            _descriptor("Images or frames int8 is calibrated on.", read_only=True, **_integer_range(1, 1000)),
+        )
+        self.declare_parameter(
+            "int8_cache_dir",
+            "",
+            _descriptor(
+                "Directory of quantised int8 models; empty: $XDG_CACHE_HOME/superpoint_ros or ~/.cache/superpoint_ros.",
                 read_only=True,
             ),
         )
@@ -384,6 +408,10 @@ class DetectorNode(Node):
             backend=self._parameter("backend"),
             precision=self._parameter("precision"),
             tensorrt_cache_dir=self._parameter("tensorrt_cache_dir") or None,
+            calibration=self._parameter("int8_calibration"),
+            calibration_count=self._parameter("int8_calibration_count"),
+            quantization_cache_dir=self._parameter("int8_cache_dir") or None,
+            logger=self.get_logger(),
             resize=resize if resize[0] else None,
             **{name: self._parameter(name) for name in RUNTIME_PARAMETERS},
         )
@@ -394,6 +422,8 @@ class DetectorNode(Node):
             f"SuperPoint runs on {where} (device '{requested_device}'{reason}) with the {detector.backend} engine "
             f"in {detector.precision}; weights: {weights}"
         )
+        if detector.wants_calibration_frames:
+            self.get_logger().info("int8 takes over once it is calibrated on the first frames")
         if weights == RANDOM_WEIGHTS:
             self.get_logger().warning("Random weights: the keypoints are not meaningful.")
         return detector
@@ -625,6 +655,8 @@ class DetectorNode(Node):
             pixels = frame.image.pixels
             batches.setdefault((pixels.shape, pixels.dtype, frame.image.channel_order), []).append(frame)
         for (_, _, channel_order), batch in batches.items():
+            if self.detector.wants_calibration_frames:
+                self.detector.offer_calibration_frame(batch[0].image.pixels, channel_order)
             # Each batch on its own: one that fails must not take another camera's frames with it.
             try:
                 results = self._detect_batch(batch, channel_order)

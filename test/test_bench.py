@@ -3,14 +3,27 @@ reports nothing when our keypoints are wrong. Nothing here is timed."""
 
 import json
 
+import numpy as np
 import pytest
 
 from superpoint_ros import bench
-from superpoint_ros.detector import Detector
+from superpoint_ros.detector import Detections, Detector
 
 pytest.importorskip("transformers")
 
-QUICK = ["--sizes", "240x320", "--batches", "1", "--runs", "1", "--no-node"]
+QUICK = [
+    "--sizes",
+    "240x320",
+    "--batches",
+    "1",
+    "--runs",
+    "1",
+    "--no-node",
+    "--precision",
+    "float32",
+    "--match-size",
+    "120x160",
+]
 
 
 def test_a_run_appends_an_entry_and_writes_json_keeping_earlier_entries(tmp_path):
@@ -43,3 +56,43 @@ def test_wrong_keypoints_stop_the_run_before_any_timing_is_written(tmp_path, mon
     assert bench.main([*QUICK, "--output-dir", str(tmp_path)]) == 1
     assert not (tmp_path / "BENCHMARKS.md").exists()
     assert not (tmp_path / "benchmarks").exists()
+
+
+def test_mutual_nearest_neighbours_and_the_correct_share_follow_the_homography():
+    # Three keypoints seen in both views, shifted by (+10, +5); descriptors chosen by hand:
+    # 0↔0 and 1↔1 are mutual, 2's nearest (row 1) prefers keypoint 1, so 2 has no match.
+    shift = np.array([[1.0, 0, 10], [0, 1.0, 5], [0, 0, 1]])
+    descriptors = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0.8, 0.6]], np.float32)
+    first = Detections(np.array([[20, 20], [40, 30], [60, 50]], np.float32), np.ones(3, np.float32), descriptors)
+    # View two: keypoint 0 where the shift puts it, keypoint 1 four pixels off.
+    second_points = np.array([[30, 25], [54, 35], [70, 55]], np.float32)
+    second = Detections(second_points, np.ones(3, np.float32), descriptors[[0, 1, 1]] * [1, 1, 0.5])
+    np.testing.assert_array_equal(bench.mutual_matches(first, second), [[0, 0], [1, 1]])
+
+    class Fixed:
+        def detect(self, images):
+            return [first, second][: len(images)]
+
+    view_a, view_b = np.zeros((2, 4, 4), np.uint8)
+    figures = bench.match_figures(Fixed(), [(view_a, view_b, shift)])
+    assert figures == {"matches_per_pair": 2.0, "correct_share": 0.5}
+
+
+def test_a_run_with_int8_reports_its_agreement_and_matches_beside_float32(tmp_path):
+    # Small and without transformers (the first test covers the float32 check): int8 is what is new.
+    arguments = [*QUICK, "--sizes", "64x80", "--no-reference", "--precision", "float32,int8"]
+    arguments += ["--calibration-count", "2", "--calibration-shape", "64x80", "--match-size", "64x80"]
+    arguments += ["--quantization-cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path)]
+    assert bench.main(arguments) == 0
+    record = json.loads((tmp_path / "benchmarks" / "latest.json").read_text())
+    float32, int8 = record["cases"]
+    assert (float32["precision"], int8["precision"]) == ("float32", "int8")
+    assert int8["check"].startswith("vs float32:") and "% of keypoints, cosine ≥" in int8["check"]
+    assert [(row["precision"], row["views"].split(" ", 1)[1]) for row in record["matches"]] == [
+        ("float32", "scene + warped copy (4 pairs)"),
+        ("int8", "scene + warped copy (4 pairs)"),
+        ("float32", "moving camera (20 pairs)"),
+        ("int8", "moving camera (20 pairs)"),
+    ]
+    assert all(row["matches_per_pair"] > 0 for row in record["matches"])
+    assert "| int8 |" in (tmp_path / "BENCHMARKS.md").read_text()

@@ -66,6 +66,16 @@ def test_an_image_under_eight_pixels_a_side_exits_with_one_line_naming_it(tmp_pa
     assert result.stderr.strip() == f"superpoint-detect: {thin}: image is 40x5 pixels; SuperPoint needs at least 8x8"
 
 
+def test_int8_calibrated_on_a_directory_without_images_exits_with_one_line(tmp_path):
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), structured_image(32, 32, 0))
+    empty = tmp_path / "calibration"
+    empty.mkdir()
+    result = run_cli(str(image), "--weights", "random", "--precision", "int8", "--calibration", str(empty))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "holds no readable image" in result.stderr
+
+
 def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):
     root = __import__("pathlib").Path(__file__).resolve().parent.parent
     build = subprocess.run(

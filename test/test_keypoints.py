@@ -1,9 +1,18 @@
 """Post-processing on small hand-computed cases."""
 
+import numpy as np
 import pytest
 import torch
+from torch.nn import functional
 
-from superpoint_ros.keypoints import sample_descriptors, select_keypoints, select_keypoints_static, simple_nms
+from superpoint_ros.keypoints import (
+    dilate_mask,
+    max_filter,
+    sample_descriptors,
+    select_keypoints,
+    select_keypoints_static,
+    simple_nms,
+)
 
 
 def grid(rows: list[list[float]]) -> torch.Tensor:
@@ -114,6 +123,44 @@ def test_fixed_capacity_selection_reports_a_count_beyond_its_room():
     assert counts.tolist() == [63]  # the caller sees 63 > 4 and must retry with more room
     assert keypoints[0].tolist() == [[7.0, 7.0], [6.0, 7.0], [5.0, 7.0], [4.0, 7.0]]
     assert select_keypoints_static(scores, 0.0, 0, -1, capacity=1000)[0].shape == (1, 64, 2)
+
+
+def random_score_maps(seed: int) -> torch.Tensor:
+    """Three maps with coarse values, so that exact ties are common, and a flat zero band."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = (torch.rand(3, 37, 53, generator=generator) * 20).floor() / 20
+    scores[:, :4] = 0
+    return scores
+
+
+@pytest.mark.parametrize("radius", [0, 1, 4, 8, 40])
+def test_the_cpu_window_maximum_and_dilation_equal_max_pooling(radius):
+    scores = random_score_maps(radius)
+    pooled = functional.max_pool2d(scores, kernel_size=2 * radius + 1, stride=1, padding=radius)
+    assert torch.equal(max_filter(scores, radius), pooled)
+    assert torch.equal(max_filter(scores.double(), radius), pooled.double())
+    mask = scores > 0.8
+    expected = functional.max_pool2d(mask.float(), kernel_size=2 * radius + 1, stride=1, padding=radius) > 0
+    assert torch.equal(dilate_mask(mask, radius), expected)
+
+
+@pytest.mark.parametrize("max_keypoints", [-1, 0, 7, 10000])
+@pytest.mark.parametrize("border", [0, 5])
+def test_selection_returns_each_images_best_scores_as_a_full_sort_does(max_keypoints, border):
+    scores = random_score_maps(3)
+    scores[1] = 0  # an image with nothing to keep, in the middle of the batch
+    keypoints, keypoint_scores, counts = select_keypoints(scores, 0.5, border, max_keypoints)
+    for image, points, found, count in zip(scores.numpy(), keypoints, keypoint_scores, counts.tolist(), strict=True):
+        inner = np.zeros_like(image, dtype=bool)
+        inner[border : image.shape[0] - border, border : image.shape[1] - border] = True
+        kept = np.sort(image[inner & (image > 0.5)])[::-1]
+        if max_keypoints >= 0:
+            kept = kept[:max_keypoints]
+        assert count == len(kept)
+        np.testing.assert_array_equal(found[:count].numpy(), kept)
+        x, y = points[:count].long().T
+        np.testing.assert_array_equal(image[y, x], kept)  # each keypoint sits on its score
+        assert len(set(zip(x.tolist(), y.tolist(), strict=True))) == count
 
 
 def test_descriptors_are_sampled_where_the_reference_maps_pixels_to_cells():
