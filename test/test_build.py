@@ -39,7 +39,10 @@ def test_colcon_build_generates_python_and_cpp_message_support(tmp_path, mode):
     assert build.returncode == 0, build.stdout + build.stderr
     install = workspace / "install" / "superpoint_ros"
     assert (install / "include/superpoint_ros/superpoint_ros/msg/keypoint_array.hpp").is_file()
-    assert (install / "lib/superpoint_ros/detector").is_file()
+    detector = install / "lib/superpoint_ros/detector"
+    assert detector.is_file() and os.access(detector, os.X_OK)
+    # It starts with the Python it was built with, so a venv's packages are found without activating it.
+    assert detector.read_text().startswith(f"#!{os.environ['VIRTUAL_ENV']}/bin/python\n")
     assert (install / "share/superpoint_ros/config").is_dir()
     assert (install / "share/superpoint_ros/launch/detector.launch.py").is_file()
     check = (
