@@ -10,7 +10,8 @@ keypoints are received; latency is receive time minus the frame's header stamp (
 stamp with the system clock at publish, and every process shares this machine's clock).
 
 The left camera starts first, alone, so that the node's engine has prepared both batch shapes
-(one frame, two frames) before the warm-up ends. After `--warmup` seconds with output flowing,
+(one frame, two frames) before the warm-up ends, which then runs three batches at the settings
+that give the most keypoints (`HEAVIEST`) before the changes start. After `--warmup` seconds with output flowing,
 and at least ten outputs per camera, the node's RSS, threads and open descriptors are read
 from /proc, then again after `--duration` seconds. Then the cameras stop and the node gets
 SIGINT. Frame counts come from the cameras' exit lines, the node's statistics log lines and the
@@ -44,13 +45,19 @@ from superpoint_ros.scenes import camera_view, draw_scene
 HEIGHT, WIDTH = 480, 640
 CAMERAS = ("left", "right")
 NODE = "superpoint_detector"
-# Sets drawn from every second: thresholds, radii, caps and borders users actually pick.
+# Sets drawn from every second: thresholds, radii, caps and borders users actually pick. Each
+# starts with the value that keeps the most keypoints.
 PARAMETER_CHOICES = {
     "keypoint_threshold": [0.001, 0.003, 0.005, 0.01, 0.02],
     "nms_radius": [2, 3, 4, 6, 8],
     "max_keypoints": [-1, 256, 1024, 2048],
     "border_removal_distance": [0, 4, 8, 16],
 }
+# The largest outputs (most keypoints) set the allocator's high-water mark: glibc keeps freed
+# large buffers in the heap once its mmap threshold has risen, so RSS steps up at each new
+# largest batch and stays. The warm-up runs these settings first, so that a later step is news.
+HEAVIEST = {name: choices[0] for name, choices in PARAMETER_CHOICES.items()}
+HEAVIEST_BATCHES = 3
 ERROR_PATTERN = re.compile(r"\[(ERROR|FATAL)\]|Traceback")
 STATISTICS_PATTERN = re.compile(
     r"\b(\w+): (\d+) frames received, (\d+) processed, (\d+) dropped for newer frames, (\d+) rejected"
@@ -259,6 +266,14 @@ def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) ->
             )
             wait_for(lambda camera=camera: probe.outputs[camera], 300, f"keypoints from the {camera} camera", node)
         print(f"soak: output flowing; warming up {arguments.warmup:.0f} s", flush=True)
+        if probe.set_parameters(HEAVIEST, timeout_s=30.0)[0] is not True:
+            raise RuntimeError(f"the node did not accept {HEAVIEST}")
+        counts = {camera: len(outputs) for camera, outputs in probe.outputs.items()}
+
+        def heavy_done() -> bool:
+            return all(len(probe.outputs[camera]) >= counts[camera] + HEAVIEST_BATCHES for camera in CAMERAS)
+
+        wait_for(heavy_done, 600, f"{HEAVIEST_BATCHES} outputs per camera at {HEAVIEST}", node)
         changer.start()
         time.sleep(arguments.warmup)
 
@@ -365,8 +380,9 @@ def report(record: dict) -> str:
         f"## Soak {record['date']}: {machine['cpu']}, GPU {machine['gpu'] or 'none'}",
         "",
         f"- Command: `{record['command']}` ({record['duration_s']:.0f} s measured after a warm-up: "
-        f"the left camera alone until its first output, then both for at least {record['warmup_s']:.0f} s "
-        f"and {WARMUP_OUTPUTS} outputs per camera)",
+        f"the left camera alone until its first output, then both: {HEAVIEST_BATCHES} batches at the settings "
+        f"with the most keypoints, then changes for at least {record['warmup_s']:.0f} s and until "
+        f"{WARMUP_OUTPUTS} outputs per camera)",
         f"- Machine: {machine['cores']} cores, Python {machine['python']}, torch {machine['torch']}, OpenVINO "
         f"{machine['openvino'] or 'not installed'}; load average (1/5/15 min) at start "
         f"{' / '.join(f'{v:.2f}' for v in load['start'])}, at end {' / '.join(f'{v:.2f}' for v in load['end'])}",
