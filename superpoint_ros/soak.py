@@ -103,6 +103,19 @@ def resources(pid: int) -> dict:
     }
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) used so far by each process, and by the whole
+    machine as `machine` (every core's busy time, from /proc/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pid in pids.items():
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    user, nice, system, idle, iowait, *rest = map(int, pathlib.Path("/proc/stat").read_text().split()[1:9])
+    used["machine"] = (user + nice + system + sum(rest)) / ticks
+    return used
+
+
 class Child:
     """A child process whose stdout and stderr lines are collected as they come."""
 
@@ -282,6 +295,9 @@ def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) ->
 
         wait_for(warm, 600, f"{WARMUP_OUTPUTS} outputs per camera", node)
         measured_from_s = time.time()
+        pids = {"node": node.process.pid, "soak": os.getpid()}
+        pids.update({f"camera {camera}": child.process.pid for camera, child in zip(CAMERAS, cameras, strict=True)})
+        cpu_at_start = cpu_seconds(pids)
         samples = [{"t_s": 0.0, **resources(node.process.pid)}]
         print(f"soak: after warm-up {samples[0]}; measuring {arguments.duration:.0f} s", flush=True)
         while (elapsed_s := time.time() - measured_from_s) < arguments.duration:
@@ -289,6 +305,7 @@ def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) ->
                 raise RuntimeError(f"the node exited ({node.process.returncode}) during the soak")
             time.sleep(min(10.0, arguments.duration - elapsed_s))
             samples.append({"t_s": round(time.time() - measured_from_s, 1), **resources(node.process.pid)})
+        cpu_used = {name: seconds - cpu_at_start[name] for name, seconds in cpu_seconds(pids).items()}
         print(f"soak: at the end {samples[-1]}", flush=True)
         changer.stopping.set()
         changer.join()
@@ -306,6 +323,7 @@ def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) ->
     return {
         "rate_hz": rate_hz,
         "samples": samples,
+        "cpu_s": cpu_used,
         "measured_from_s": measured_from_s,
         "outputs": probe.outputs,
         "parameter_replies": changer.replies,
@@ -361,6 +379,7 @@ def summarise(raw: dict, inference_s: float) -> dict:
         "frames": frames,
         "latency_ms": {"p50": p50_ms, "p99": p99_ms, "max": float(max(latencies) * 1e3), "count": len(latencies)},
         "answer_period_ms": period_ms,
+        "cpu_s": raw["cpu_s"],
         "resources": {"after_warmup": start, "end": end, "rss_growth": rss_growth, "samples": raw["samples"]},
         "parameter_changes": {
             "sent": len(replies),
@@ -384,6 +403,8 @@ def report(record: dict) -> str:
     parameters = result["parameter_changes"]
     load = record["load_average"]
     machine = record["machine"]
+    cpu = dict(result["cpu_s"])
+    machine_cpu_s = cpu.pop("machine")
     lines = [
         f"## Soak {record['date']}: {machine['cpu']}, GPU {machine['gpu'] or 'none'}",
         "",
@@ -411,6 +432,9 @@ def report(record: dict) -> str:
         f"{latency['p99'] / result['batch_inference_ms']:.2f}× one batch",
         f"- The node answered each camera every {result['answer_period_ms']:.0f} ms (median gap: its batch "
         f"period during the soak); p99 is {latency['p99'] / result['answer_period_ms']:.2f}× that",
+        f"- CPU seconds used while measuring, of {machine['cores'] * record['duration_s']:.0f} available: "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in cpu.items())
+        + f", everything else on the machine {machine_cpu_s - sum(cpu.values()):.0f}",
         f"- Node process after warm-up → end: RSS {start['rss_mib']:.0f} → {end['rss_mib']:.0f} MiB "
         f"({resources_['rss_growth']:+.1%}), threads {start['threads']} → {end['threads']}, "
         f"fds {start['fds']} → {end['fds']}",
