@@ -28,3 +28,8 @@ gpu-check:
 
 clean:
 	rm -rf .ws
+
+# Minutes of overload against the node in its own process; `ARGS="--duration 60"` for a short one.
+.PHONY: soak
+soak: setup
+	./scripts/run.sh python -m superpoint_ros.soak $(ARGS)

@@ -164,15 +164,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"camera_sim: matched subscriptions={publisher.get_subscription_count()}", flush=True)
         else:
             print("camera_sim: started", flush=True)
-        start = time.monotonic()
+        due_s = time.monotonic()
         while arguments.frames == 0 or published < arguments.frames:
-            if stop.wait(max(0.0, start + published / arguments.rate - time.monotonic())):
+            if stop.wait(max(0.0, due_s - time.monotonic())):
                 break
             message = messages[published % len(messages)]
             now_ns = time.time_ns()
             message.header.stamp = Time(sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000)
             publisher.publish(message)
             published += 1
+            # Like a camera, a late tick is skipped, not made up for with a burst.
+            due_s = max(due_s + 1 / arguments.rate, time.monotonic())
         # Exiting at once would cut off the last reliable frames still being sent.
         if not best_effort:
             publisher.wait_for_all_acked(Duration(seconds=2))

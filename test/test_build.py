@@ -40,8 +40,11 @@ def test_colcon_build_generates_python_and_cpp_message_support(tmp_path, mode):
     install = workspace / "install" / "superpoint_ros"
     assert (install / "include/superpoint_ros/superpoint_ros/msg/keypoint_array.hpp").is_file()
     assert (install / "include/superpoint_ros/superpoint_ros/msg/feature_tracks.hpp").is_file()
-    assert (install / "lib/superpoint_ros/detector").is_file()
-    assert (install / "lib/superpoint_ros/tracker").is_file()
+    for program in ("detector", "tracker"):
+        executable = install / "lib/superpoint_ros" / program
+        assert executable.is_file() and os.access(executable, os.X_OK)
+        # It starts with the Python it was built with, so a venv's packages are found without activating it.
+        assert executable.read_text().startswith(f"#!{os.environ['VIRTUAL_ENV']}/bin/python\n")
     assert (install / "share/superpoint_ros/config").is_dir()
     assert (install / "share/superpoint_ros/launch/detector.launch.py").is_file()
     check = (

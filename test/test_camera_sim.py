@@ -48,16 +48,22 @@ def runs():
     qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     inboxes, processes = {}, {}
     started_s = time.time()
-    for case, arguments in CASES.items():
-        compressed = "compressed" in arguments
-        topic = f"{case}/compressed" if compressed else case
-        inboxes[case] = graph.subscribe(CompressedImage if compressed else Image, topic, qos)
-        processes[case] = start(case, [*arguments, "--frames", str(FRAMES)])
-    inboxes["until_stopped"] = graph.subscribe(Image, "until_stopped", qos)
-    processes["until_stopped"] = start("until_stopped", ["--encoding", "rgb8"])
-    wait_until(lambda: len(inboxes["until_stopped"]) >= 3, timeout_s=90, what="frames from the unbounded run")
-    processes["until_stopped"].send_signal(signal.SIGINT)
-    outputs = {case: (*process.communicate(timeout=60), process.returncode) for case, process in processes.items()}
+    try:
+        for case, arguments in CASES.items():
+            compressed = "compressed" in arguments
+            topic = f"{case}/compressed" if compressed else case
+            inboxes[case] = graph.subscribe(CompressedImage if compressed else Image, topic, qos)
+            processes[case] = start(case, [*arguments, "--frames", str(FRAMES)])
+        inboxes["until_stopped"] = graph.subscribe(Image, "until_stopped", qos)
+        processes["until_stopped"] = start("until_stopped", ["--encoding", "rgb8"])
+        wait_until(lambda: len(inboxes["until_stopped"]) >= 3, timeout_s=90, what="frames from the unbounded run")
+        processes["until_stopped"].send_signal(signal.SIGINT)
+        outputs = {case: (*process.communicate(timeout=60), process.returncode) for case, process in processes.items()}
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     finished_s = time.time()
     yield inboxes, outputs, (started_s, finished_s)
     graph.close()
