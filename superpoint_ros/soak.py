@@ -60,7 +60,8 @@ HEAVIEST = {name: choices[0] for name, choices in PARAMETER_CHOICES.items()}
 HEAVIEST_BATCHES = 3
 ERROR_PATTERN = re.compile(r"\[(ERROR|FATAL)\]|Traceback")
 STATISTICS_PATTERN = re.compile(
-    r"\b(\w+): [^;]*; since start (\d+) frames received, (\d+) processed, (\d+) dropped for newer frames, (\d+) rejected"
+    r"\b(\w+): [^;]*; since start (\d+) frames received, (\d+) processed, (\d+) dropped for newer frames, "
+    r"(\d+) rejected"
 )
 CLEAN_STOP_S = 10.0
 WARMUP_OUTPUTS = 10
@@ -263,7 +264,7 @@ def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) ->
     node = Child(
         [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-p", f"weights:={weights}", "-p", "device:=cpu"]
         + ["-p", f"image_topics:=[{', '.join(topics)}]", "-p", f"camera_names:=[{', '.join(CAMERAS)}]"]
-        + ["-p", "input_qos:=reliable", "-p", "statistics_period:=1.0"],
+        + ["-p", "statistics_period:=1.0"],
         environment,
     )
     probe = Probe(domain_id)
@@ -415,7 +416,7 @@ def report(record: dict) -> str:
         f"- Machine: {machine['cores']} cores, Python {machine['python']}, torch {machine['torch']}, OpenVINO "
         f"{machine['openvino'] or 'not installed'}; load average (1/5/15 min) at start "
         f"{' / '.join(f'{v:.2f}' for v in load['start'])}, at end {' / '.join(f'{v:.2f}' for v in load['end'])}",
-        f"- Node: device cpu, backend auto, two cameras 480×640 bgr8, input_qos reliable, {record['weights']}",
+        f"- Node: device cpu, backend auto, two cameras 480×640 bgr8, input_qos auto, {record['weights']}",
         f"- One 2-frame batch: {result['batch_inference_ms']:.0f} ms (this process, before the soak); cameras at "
         f"{result['camera_rate_hz']:.1f} Hz each ({record['overload']:g}× capacity)",
         "",
