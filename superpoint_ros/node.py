@@ -36,29 +36,21 @@ at run time (the next frame uses them); every other parameter is read-only.
 
 import collections
 import dataclasses
-import signal
-import sys
 import threading
 import time
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
     ParameterType,
     SetParametersResult,
 )
 from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.exceptions import NameValidationException, ParameterException, ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from rclpy.topic_endpoint_info import TopicEndpointInfo
 from rclpy.validate_topic_name import validate_topic_name
@@ -73,6 +65,7 @@ from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.ros_messages import decode_frame_message, image_message, keypoint_array_message
+from superpoint_ros.ros_support import ErrorThrottle, describe, float_range, integer_range, run_node
 from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
 
 NODE_NAME = "superpoint_detector"
@@ -90,7 +83,6 @@ DIAGNOSTICS_PERIOD_S = 1.0
 INPUT_DEPTH = 5
 GRAPH_CHECK_PERIOD_S = 0.5
 ERROR_LOG_PERIOD_S = 5.0
-SIGNAL_CHECK_PERIOD_S = 0.2
 LARGE_IMAGES_PROFILE = "config/fastdds_large_images.xml"
 
 
@@ -165,18 +157,6 @@ def _large_images_profile_path() -> str:
         return f"$(ros2 pkg prefix superpoint_ros)/share/superpoint_ros/{LARGE_IMAGES_PROFILE}"
 
 
-def _descriptor(description: str, read_only: bool = False, **constraints) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, read_only=read_only, **constraints)
-
-
-def _integer_range(low: int, high: int) -> dict:
-    return {"integer_range": [IntegerRange(from_value=low, to_value=high, step=1)]}
-
-
-def _float_range(low: float, high: float) -> dict:
-    return {"floating_point_range": [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
-
-
 class DetectorNode(Node):
     """See the module docstring. Raises `WeightsError`, `ValueError`, a `ParameterException` or
     a `NameValidationException` when it cannot start; `main` turns those into one log line and a
@@ -188,7 +168,7 @@ class DetectorNode(Node):
         self._lock = threading.Condition()
         self._pending: dict[str, Frame] = {}
         self._stopping = False
-        self._error_log_times: dict[str, float] = {}
+        self._errors = ErrorThrottle(ERROR_LOG_PERIOD_S)
         self._logged_counters: dict[str, FrameCounters] = {}
         self._batch_timeout_s = self._parameter("batch_timeout")
         self._silence_s = self._parameter("silence_warning_period")
@@ -214,22 +194,22 @@ class DetectorNode(Node):
         self.declare_parameter(
             "weights",
             DEFAULT_WEIGHTS,
-            _descriptor(
+            describe(
                 "Hugging Face repo id, local directory holding model.safetensors, a .safetensors or "
                 f"MagicLeap .pth file, or '{RANDOM_WEIGHTS}' (untrained, for tests: keypoints are not meaningful).",
                 read_only=True,
             ),
         )
         self.declare_parameter(
-            "weights_revision", "", _descriptor("Hub revision (branch, tag or commit); empty: main.", read_only=True)
+            "weights_revision", "", describe("Hub revision (branch, tag or commit); empty: main.", read_only=True)
         )
         self.declare_parameter(
-            "device", "auto", _descriptor("auto (CUDA when present, else CPU), cpu, cuda or cuda:N.", read_only=True)
+            "device", "auto", describe("auto (CUDA when present, else CPU), cpu, cuda or cuda:N.", read_only=True)
         )
         self.declare_parameter(
             "backend",
             "auto",
-            _descriptor(
+            describe(
                 "Network engine: auto (OpenVINO on the CPU when installed, else PyTorch), torch, openvino or "
                 "onnxruntime (TensorRT, CUDA or CPU provider, whichever is installed). torch on the CPU is "
                 "bit-exact with the reference and about 3x slower.",
@@ -240,7 +220,7 @@ class DetectorNode(Node):
         self.declare_parameter(
             "precision",
             "float32",
-            _descriptor(
+            describe(
                 "float32, or an opt-in faster mode whose output drifts from the reference: bfloat16 "
                 "(OpenVINO on CPU, CUDA), float16 (CUDA) or int8 (OpenVINO on CPU, needs nncf).",
                 read_only=True,
@@ -250,7 +230,7 @@ class DetectorNode(Node):
         self.declare_parameter(
             "tensorrt_cache_dir",
             "",
-            _descriptor(
+            describe(
                 "Directory where ONNX Runtime's TensorRT provider keeps the engines it builds (backend "
                 "onnxruntime); empty: ~/.cache/superpoint_ros/tensorrt.",
                 read_only=True,
@@ -259,7 +239,7 @@ class DetectorNode(Node):
         self.declare_parameter(
             "int8_calibration",
             "scenes",
-            _descriptor(
+            describe(
                 "With precision int8, what quantisation is calibrated on: scenes (generated, photograph-like), "
                 "frames (this camera's first int8_calibration_count frames; float32 runs until int8 is ready) "
                 "or a directory of images.",
@@ -269,12 +249,12 @@ class DetectorNode(Node):
         self.declare_parameter(
             "int8_calibration_count",
             CALIBRATION_COUNT,
-            _descriptor("Images or frames int8 is calibrated on.", read_only=True, **_integer_range(1, 1000)),
+            describe("Images or frames int8 is calibrated on.", read_only=True, **integer_range(1, 1000)),
         )
         self.declare_parameter(
             "int8_cache_dir",
             "",
-            _descriptor(
+            describe(
                 "Directory of quantised int8 models; empty: $XDG_CACHE_HOME/superpoint_ros or ~/.cache/superpoint_ros.",
                 read_only=True,
             ),
@@ -283,40 +263,40 @@ class DetectorNode(Node):
             self.declare_parameter(
                 f"resize_{side}",
                 0,
-                _descriptor(
+                describe(
                     f"Pixels; images are resized to this {side} before the network (0 with the other 0: native "
                     "size). Keypoints are always in source pixels.",
                     read_only=True,
-                    **_integer_range(0, 8192),
+                    **integer_range(0, 8192),
                 ),
             )
         self.declare_parameter(
             "keypoint_threshold",
             settings.keypoint_threshold,
-            _descriptor("Keep keypoints scoring above this; must be below 1.", **_float_range(0.0, 1.0)),
+            describe("Keep keypoints scoring above this; must be below 1.", **float_range(0.0, 1.0)),
         )
         self.declare_parameter(
             "nms_radius",
             settings.nms_radius,
-            _descriptor(
+            describe(
                 "Pixels; a keypoint must be the best of its (2r+1)² window (0: no suppression).",
-                **_integer_range(0, 64),
+                **integer_range(0, 64),
             ),
         )
         self.declare_parameter(
             "max_keypoints",
             settings.max_keypoints,
-            _descriptor("Keep at most this many best keypoints per image; -1 keeps all.", **_integer_range(-1, 100000)),
+            describe("Keep at most this many best keypoints per image; -1 keeps all.", **integer_range(-1, 100000)),
         )
         self.declare_parameter(
             "border_removal_distance",
             settings.border_removal_distance,
-            _descriptor("Pixels; drop keypoints closer than this to the image edge.", **_integer_range(0, 256)),
+            describe("Pixels; drop keypoints closer than this to the image edge.", **integer_range(0, 256)),
         )
         self.declare_parameter(
             "image_topics",
             Parameter.Type.STRING_ARRAY,
-            _descriptor(
+            describe(
                 "Several cameras: their image topics. Unset: one camera on 'image'.",
                 read_only=True,
                 type=ParameterType.PARAMETER_STRING_ARRAY,
@@ -325,7 +305,7 @@ class DetectorNode(Node):
         self.declare_parameter(
             "camera_names",
             Parameter.Type.STRING_ARRAY,
-            _descriptor(
+            describe(
                 "With image_topics: output namespace of each camera (<name>/keypoints, <name>/debug_image). "
                 "Unset: camera0, camera1, ...",
                 read_only=True,
@@ -335,7 +315,7 @@ class DetectorNode(Node):
         self.declare_parameter(
             "input_qos",
             "auto",
-            _descriptor(
+            describe(
                 "Image subscription QoS. auto: the reliability of the topic's publishers (all reliable: "
                 "reliable; any best effort: best effort), keep-last 1, re-chosen when they change; waits for "
                 "a publisher. sensor_data: best effort. reliable: reliable.",
@@ -346,7 +326,7 @@ class DetectorNode(Node):
         self.declare_parameter(
             "image_transport",
             "raw",
-            _descriptor(
+            describe(
                 "raw: sensor_msgs/Image on each image topic. compressed: sensor_msgs/CompressedImage (JPEG or "
                 "PNG) on <image topic>/compressed, as image_transport's compressed transport publishes.",
                 read_only=True,
@@ -356,35 +336,35 @@ class DetectorNode(Node):
         self.declare_parameter(
             "silence_warning_period",
             5.0,
-            _descriptor(
+            describe(
                 "Seconds; warn (throttled to once per period) when a topic has publishers but no frame "
                 "arrived for this long, and report the camera as WARN on /diagnostics (0: never warn).",
                 read_only=True,
-                **_float_range(0.0, 3600.0),
+                **float_range(0.0, 3600.0),
             ),
         )
         self.declare_parameter(
             "debug_image",
             True,
-            _descriptor("Publish debug_image overlays (drawn only while subscribed).", read_only=True),
+            describe("Publish debug_image overlays (drawn only while subscribed).", read_only=True),
         )
         self.declare_parameter(
             "batch_timeout",
             0.005,
-            _descriptor(
+            describe(
                 "Seconds; with several cameras, how long a frame waits for the other cameras' frames so "
                 "that all run as one batch.",
                 read_only=True,
-                **_float_range(0.0, 0.1),
+                **float_range(0.0, 0.1),
             ),
         )
         self.declare_parameter(
             "statistics_period",
             5.0,
-            _descriptor(
+            describe(
                 "Seconds between log lines counting received, processed and dropped frames (0: never).",
                 read_only=True,
-                **_float_range(0.0, 3600.0),
+                **float_range(0.0, 3600.0),
             ),
         )
 
@@ -708,13 +688,7 @@ class DetectorNode(Node):
 
     def _throttled_error(self, message: str) -> None:
         """Log `message` unless the same text was logged in the last `ERROR_LOG_PERIOD_S`."""
-        now_s = time.monotonic()
-        if len(self._error_log_times) > 1000:
-            # Messages name sizes and encodings, so a hostile publisher could make endless new ones.
-            recent = {text: at_s for text, at_s in self._error_log_times.items() if now_s - at_s < ERROR_LOG_PERIOD_S}
-            self._error_log_times = recent
-        if now_s - self._error_log_times.get(message, -ERROR_LOG_PERIOD_S) >= ERROR_LOG_PERIOD_S:
-            self._error_log_times[message] = now_s
+        if self._errors.allows(message):
             self.get_logger().error(message)
 
     def statistics(self) -> dict[str, FrameCounters]:
@@ -751,47 +725,11 @@ class DetectorNode(Node):
         super().destroy_node()
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; 1 (after one fatal log line) if it cannot start."""
-    try:
-        # SIGINT and SIGTERM raise KeyboardInterrupt, seen between two short spins below. rclpy's
-        # own handler now and then let a SIGINT go unnoticed while the node idled (seen when
-        # started in the background, where the shell had set SIGINT to be ignored).
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    except RuntimeError as error:  # rclpy's RCLError: unusable --ros-args, such as an unreadable params file
-        print(f"[FATAL] [{NODE_NAME}]: Cannot start: {_one_line(error)}", file=sys.stderr)
-        return 1
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
-    try:
-        node = DetectorNode()
-    except (WeightsError, ValueError, ParameterException, NameValidationException) as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"Cannot start: {_one_line(error)}")
-        rclpy.try_shutdown()
-        return 1
-    except KeyboardInterrupt:
-        rclpy.try_shutdown()
-        return 130
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=SIGNAL_CHECK_PERIOD_S)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    return run_node(
+        NODE_NAME, DetectorNode, (WeightsError, ValueError, ParameterException, NameValidationException), args
+    )
 
 
 if __name__ == "__main__":

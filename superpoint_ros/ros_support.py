@@ -1,9 +1,18 @@
-"""Small pieces the tracker node builds on: parameter descriptors with ranges, and error logs
-throttled per distinct text."""
+"""What our nodes share: parameter descriptors with ranges, error logs throttled per distinct
+text, and `run_node`, the start-up and spin loop of both executables."""
 
+import signal
+import sys
 import time
+from collections.abc import Callable
 
+import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+SIGNAL_CHECK_PERIOD_S = 0.2
 
 
 def describe(description: str, read_only: bool = False, **constraints) -> ParameterDescriptor:
@@ -35,3 +44,52 @@ class ErrorThrottle:
             return False
         self._logged_at[text] = now_s
         return True
+
+
+def one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def run_node(
+    name: str, create: Callable[[], Node], startup_errors: tuple[type[Exception], ...], args: list[str] | None
+) -> int:
+    """Start the node `create()` makes and spin it until SIGINT, SIGTERM or shutdown.
+
+    Returns 0 after a clean stop, 1 after one fatal log line (no traceback) when ROS cannot start
+    or `create` raises one of `startup_errors`, and 130 when interrupted while starting.
+    """
+    try:
+        # SIGINT and SIGTERM raise KeyboardInterrupt, seen between two short spins below. rclpy's
+        # own handler now and then let a SIGINT go unnoticed while the node idled (seen when
+        # started in the background, where the shell had set SIGINT to be ignored).
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as error:  # rclpy's RCLError: unusable --ros-args, such as an unreadable params file
+        print(f"[FATAL] [{name}]: Cannot start: {one_line(error)}", file=sys.stderr)
+        return 1
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    try:
+        node = create()
+    except startup_errors as error:
+        rclpy.logging.get_logger(name).fatal(f"Cannot start: {one_line(error)}")
+        rclpy.try_shutdown()
+        return 1
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 130
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_CHECK_PERIOD_S)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -28,21 +28,16 @@ tolerance, `min_track_length` and `vins_max_rate` can change at run time.
 """
 
 import dataclasses
-import signal
-import sys
 from collections import OrderedDict, deque
 
 import numpy as np
-import rclpy
 import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
 
 from superpoint_ros.camera_model import CameraModel
@@ -59,7 +54,7 @@ from superpoint_ros.ros_messages import (
     keypoint_array_problem,
     point_cloud_message,
 )
-from superpoint_ros.ros_support import ErrorThrottle, describe, float_range, integer_range
+from superpoint_ros.ros_support import ErrorThrottle, describe, float_range, integer_range, run_node
 from superpoint_ros.tracking import VERIFICATIONS, CameraTracks, Tracker, TrackingSettings, Tracks, match_stereo
 from superpoint_ros.vins_layout import CameraFeatures, Observations, normalized_velocities, vins_feature_arrays
 
@@ -72,7 +67,6 @@ PENDING_STEREO_FRAMES = 10
 DEBUG_IMAGES_KEPT = 30
 # Stamps jitter: a frame due after one `vins_max_rate` period is not skipped for coming a little early.
 RATE_TOLERANCE = 0.95
-SIGNAL_CHECK_PERIOD_S = 0.2
 
 
 @dataclasses.dataclass
@@ -474,45 +468,17 @@ class TrackerNode(Node):
         )
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
+def _start() -> TrackerNode:
+    node = TrackerNode()
+    # The detector's inference keeps every core busy; a second pool of spinning threads here made
+    # matching slower, not faster (BENCHMARKS.md, feature tracker).
+    torch.set_num_threads(node.get_parameter("threads").value)
+    return node
 
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; 1 (after one fatal log line) if it cannot start."""
-    try:
-        # As in the detector node: signals raise KeyboardInterrupt, seen between short spins.
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    except RuntimeError as error:
-        print(f"[FATAL] [{NODE_NAME}]: Cannot start: {_one_line(error)}", file=sys.stderr)
-        return 1
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
-    try:
-        node = TrackerNode()
-    except (ValueError, ParameterException, NameValidationException) as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"Cannot start: {_one_line(error)}")
-        rclpy.try_shutdown()
-        return 1
-    # The detector's inference keeps every core busy; a second pool of spinning threads here made
-    # matching slower, not faster (BENCHMARKS.md, feature tracker).
-    torch.set_num_threads(node.get_parameter("threads").value)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=SIGNAL_CHECK_PERIOD_S)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    return run_node(NODE_NAME, _start, (ValueError, ParameterException, NameValidationException), args)
 
 
 if __name__ == "__main__":
