@@ -221,7 +221,7 @@ class Detector:
         how = "loaded from" if from_cache else f"quantised in {time.monotonic() - start_s:.1f} s and saved to"
         self._logger.info(f"int8 network {how} {path}")
         self.quantized_model_path = path
-        return build_network(self.model, self._engine, self.device, "int8", graph)
+        return build_network(self.model, self._engine, self.device, "int8", graph=graph)
 
     @property
     def wants_calibration_frames(self) -> bool:

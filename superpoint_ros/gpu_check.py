@@ -202,14 +202,12 @@ def onnxruntime_parity(weights: str, device: str, sizes) -> tuple[dict, bool]:
 
 def benchmark(weights: str, device: str, precision: str, sizes, batches, runs, with_reference) -> tuple[dict, bool]:
     """`superpoint_ros.bench`'s pipeline benchmark; it checks parity before timing."""
-    args = argparse.Namespace(
-        devices=[device],
-        backend="torch",
-        precision=precision,
-        sizes=list(sizes),
-        batches=list(batches),
-        runs=runs,
-        no_reference=not with_reference,
+    # Through the bench's own parser, so that every option it reads has its default.
+    args = bench.parse_arguments(
+        ["--devices", device, "--backend", "torch", "--precision", precision, "--runs", str(runs), "--no-node"]
+        + ["--sizes", ",".join(f"{height}x{width}" for height, width in sizes)]
+        + ["--batches", ",".join(map(str, batches))]
+        + ([] if with_reference else ["--no-reference"])
     )
     try:
         record = bench.run_pipeline_benchmark(args, weights, "random, hub layout")

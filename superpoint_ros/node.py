@@ -17,7 +17,7 @@ someone subscribes to it. `image_transport: compressed` subscribes to `<topic>/c
 
 Input QoS: with `input_qos: auto` (the default) each camera's subscription takes the reliability
 of the publishers on its topic (all reliable: reliable; any best effort: best effort), keep-last
-1, and follows them when they change; until a publisher appears it waits. A topic whose
+5, and follows them when they change; until a publisher appears it waits. A topic whose
 publishers send nothing the node receives for `silence_warning_period` seconds gets a warning
 that names the likely cause and the fixes. `/diagnostics` carries one status per camera, every
 second.
@@ -77,9 +77,8 @@ OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 # diagnostic_updater's default: reliable, a few messages deep, published once a second.
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_PERIOD_S = 1.0
-# The subscription's history. The newest frame still wins: the callback only replaces the pending
-# frame, so a deeper history adds no latency. Depth 1 stalled reliable delivery of frames over
-# 512 KB from another process (Fast DDS: one frame per ~5 s at 3 Hz, 640×480 bgr8, measured here).
+# The subscription's history, as sensor_data's. The newest frame still wins: the callback only
+# replaces the pending frame, so a deeper history adds no latency.
 INPUT_DEPTH = 5
 GRAPH_CHECK_PERIOD_S = 0.5
 ERROR_LOG_PERIOD_S = 5.0
@@ -317,7 +316,7 @@ class DetectorNode(Node):
             "auto",
             describe(
                 "Image subscription QoS. auto: the reliability of the topic's publishers (all reliable: "
-                "reliable; any best effort: best effort), keep-last 1, re-chosen when they change; waits for "
+                "reliable; any best effort: best effort), keep-last 5, re-chosen when they change; waits for "
                 "a publisher. sensor_data: best effort. reliable: reliable.",
                 read_only=True,
                 additional_constraints=" | ".join(INPUT_QOS_CHOICES),

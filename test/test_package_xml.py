@@ -23,6 +23,9 @@ JAZZY_PACKAGES = {
     "ament_index_python",
     "builtin_interfaces",
     "diagnostic_msgs",
+    # Like diagnostic_msgs and sensor_msgs, part of the common_interfaces repository that Jazzy
+    # releases (the ros-jazzy-geometry-msgs wheel on PyPI is built from that release).
+    "geometry_msgs",
     "launch",
     "launch_ros",
     "launch_testing",
