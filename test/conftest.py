@@ -102,3 +102,13 @@ def through_resize(keypoints: np.ndarray, network_size: tuple[int, int], image_s
     (H, W) one, each axis by its own ratio: `(x + 0.5) · W/w − 0.5`, `(y + 0.5) · H/h − 0.5`."""
     ratios = np.array([image_size[1] / network_size[1], image_size[0] / network_size[0]], np.float32)
     return (keypoints + np.float32(0.5)) * ratios - np.float32(0.5)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    """A real rclpy graph (`ros_graph.Graph`) for one test module."""
+    from ros_graph import Graph
+
+    graph = Graph()
+    yield graph
+    graph.close()

@@ -113,3 +113,22 @@ class Graph:
         self.probe.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=5.0)
+
+    def assert_parameters_described(self, node_path: str, runtime_parameters: tuple[str, ...]) -> None:
+        """Every parameter of the node at `node_path` has a description, exactly `runtime_parameters`
+        can change at run time, and every number has a range."""
+        from rcl_interfaces.msg import ParameterType
+        from rcl_interfaces.srv import DescribeParameters, ListParameters
+
+        listing = self.probe.create_client(ListParameters, f"{node_path}/list_parameters")
+        names = [n for n in self.call(listing, ListParameters.Request()).result.names if n != "use_sim_time"]
+        describe = self.probe.create_client(DescribeParameters, f"{node_path}/describe_parameters")
+        descriptors = self.call(describe, DescribeParameters.Request(names=names)).descriptors
+        assert set(runtime_parameters) <= set(names)
+        for descriptor in descriptors:
+            assert descriptor.description, descriptor.name
+            assert descriptor.read_only == (descriptor.name not in runtime_parameters), descriptor.name
+            if descriptor.type == ParameterType.PARAMETER_INTEGER:
+                assert descriptor.integer_range, descriptor.name
+            if descriptor.type == ParameterType.PARAMETER_DOUBLE:
+                assert descriptor.floating_point_range, descriptor.name

@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMessage
-from rcl_interfaces.msg import ParameterType
-from rcl_interfaces.srv import DescribeParameters, ListParameters, SetParameters
+from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -26,18 +25,11 @@ from superpoint_ros.node import NODE_NAME, RUNTIME_PARAMETERS, DetectorNode
 from superpoint_ros.ros_messages import detections_from_message, image_message
 
 from conftest import resized_grey, structured_image, through_resize
-from ros_graph import Graph, header, wait_until
+from ros_graph import header, wait_until
 
 HEIGHT, WIDTH = 120, 160
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _namespaces = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def graph():
-    graph = Graph()
-    yield graph
-    graph.close()
 
 
 @pytest.fixture(scope="module")
@@ -320,18 +312,7 @@ def test_invalid_or_read_only_parameter_changes_are_rejected_with_a_reason(graph
 
 def test_every_parameter_is_described_and_every_number_has_a_range(graph, start_node):
     _, namespace = start_node()
-    listing = graph.probe.create_client(ListParameters, f"{namespace}/{NODE_NAME}/list_parameters")
-    names = [n for n in graph.call(listing, ListParameters.Request()).result.names if n != "use_sim_time"]
-    describe = graph.probe.create_client(DescribeParameters, f"{namespace}/{NODE_NAME}/describe_parameters")
-    descriptors = graph.call(describe, DescribeParameters.Request(names=names)).descriptors
-    assert set(RUNTIME_PARAMETERS) <= set(names)
-    for descriptor in descriptors:
-        assert descriptor.description, descriptor.name
-        assert descriptor.read_only == (descriptor.name not in RUNTIME_PARAMETERS), descriptor.name
-        if descriptor.type == ParameterType.PARAMETER_INTEGER:
-            assert descriptor.integer_range, descriptor.name
-        if descriptor.type == ParameterType.PARAMETER_DOUBLE:
-            assert descriptor.floating_point_range, descriptor.name
+    graph.assert_parameters_described(f"{namespace}/{NODE_NAME}", RUNTIME_PARAMETERS)
 
 
 def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(graph, start_node, reference):

@@ -22,19 +22,12 @@ from superpoint_ros.node import DetectorNode
 from superpoint_ros.ros_messages import detections_from_message, image_message
 
 from conftest import structured_image
-from ros_graph import Graph, header, wait_until
+from ros_graph import header, wait_until
 
 HEIGHT, WIDTH = 96, 128
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 BEST_EFFORT = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
 _namespaces = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def graph():
-    graph = Graph()
-    yield graph
-    graph.close()
 
 
 @pytest.fixture(scope="module")

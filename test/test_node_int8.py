@@ -11,7 +11,7 @@ from superpoint_ros.ros_messages import image_message
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from test_node import HEIGHT, WIDTH, connect, graph, output_for, start_node  # noqa: E402, F401
+from test_node import HEIGHT, WIDTH, connect, output_for, start_node  # noqa: E402, F401
 
 from ros_graph import header, wait_until  # noqa: E402
 

@@ -26,7 +26,7 @@ from superpoint_ros.detector import Detector
 from superpoint_ros.msg import KeypointArray
 
 from conftest import structured_image
-from ros_graph import Graph, private_domain_id, wait_until
+from ros_graph import private_domain_id, wait_until
 
 SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -102,13 +102,6 @@ class CameraProcess(ChildProcess):
     def published(self, timeout_s: float = 120.0) -> int:
         """Wait until all frames are out; how many were published."""
         return int(self.line_with("camera_sim: published", timeout_s).split()[-1])
-
-
-@pytest.fixture(scope="module")
-def graph():
-    graph = Graph()
-    yield graph
-    graph.close()
 
 
 @pytest.fixture
