@@ -54,6 +54,14 @@ class CameraHealth:
     network_s: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=RECENT_SAMPLES))
     _last_report: tuple[float, int, int, int] | None = None
 
+    def quiet_s(self, now_s: float, waiting_since_s: float) -> float:
+        """Seconds without a frame at `now_s`: since the last frame, or since `waiting_since_s`
+        (when the node began to expect frames: start, a new subscription, publishers appearing)
+        if that is later."""
+        if self.last_frame_s is None:
+            return now_s - waiting_since_s
+        return now_s - max(self.last_frame_s, waiting_since_s)
+
     def rates(self, now_s: float) -> tuple[float, float, float]:
         """Input rate and processed rate (Hz), and the share of received frames dropped, since the
         previous call (0 on the first)."""
@@ -84,14 +92,12 @@ def camera_status(
     """The status of one camera at `now_s`.
 
     - ERROR: the last `FAILURES_FOR_ERROR` or more inference runs failed.
-    - WARN: no frame for `silence_s` seconds (counted from `waiting_since_s`, when the node
-      started listening, for a camera never heard), or most frames since the previous report
-      were dropped for newer ones.
+    - WARN: no frame for `silence_s` seconds (`CameraHealth.quiet_s`), or most frames since the
+      previous report were dropped for newer ones.
     - OK otherwise.
     """
     input_hz, processed_hz, dropped_share = health.rates(now_s)
-    quiet_since_s = health.last_frame_s if health.last_frame_s is not None else waiting_since_s
-    quiet_s = now_s - quiet_since_s
+    quiet_s = health.quiet_s(now_s, waiting_since_s)
     if health.consecutive_failures >= FAILURES_FOR_ERROR:
         level, message = ERROR, f"inference failing ({health.consecutive_failures} in a row): {health.last_failure}"
     elif quiet_s >= silence_s:

@@ -515,9 +515,7 @@ class DetectorNode(Node):
     def _warn_if_silent(self, camera: Camera, publishers: list[TopicEndpointInfo], now_s: float) -> None:
         if not publishers or camera.subscription is None or self._silence_s <= 0:
             return
-        last_frame_s = camera.health.last_frame_s
-        quiet_since_s = max(camera.waiting_since_s, last_frame_s if last_frame_s is not None else -float("inf"))
-        quiet_s = now_s - quiet_since_s
+        quiet_s = camera.health.quiet_s(now_s, camera.waiting_since_s)
         if quiet_s < self._silence_s or now_s - camera.silence_logged_s < self._silence_s:
             return
         camera.silence_logged_s = now_s

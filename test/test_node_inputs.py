@@ -17,6 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from superpoint_ros.detector import Detector
+from superpoint_ros.diagnostics import CameraHealth, camera_status
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.node import DetectorNode
 from superpoint_ros.ros_messages import detections_from_message, image_message
@@ -188,6 +189,20 @@ def test_diagnostics_report_each_camera_and_turn_to_warn_when_it_goes_silent(gra
     rear = statuses_named(diagnostics, f"superpoint_detector: {names[1]}")[-1]
     assert rear.level == DiagnosticStatus.WARN and "no frame yet" in rear.message
     assert {v.key: v.value for v in rear.values}["input QoS"] == "waiting for a publisher (input_qos: auto)"
+
+
+def test_quiet_time_counts_from_the_last_frame_or_from_when_the_node_began_waiting_if_later():
+    health = CameraHealth()
+    assert health.quiet_s(now_s=10.0, waiting_since_s=4.0) == 6.0  # never heard: since waiting began
+    health.last_frame_s = 7.0
+    assert health.quiet_s(now_s=10.0, waiting_since_s=4.0) == 3.0  # heard since
+    # A new subscription or a publisher appearing restarts the count after an old frame.
+    assert health.quiet_s(now_s=10.0, waiting_since_s=9.0) == 1.0
+    level = {
+        waiting_since_s: camera_status("cam", health, 10.0, 2.5, waiting_since_s, {}).level
+        for waiting_since_s in (4.0, 9.0)
+    }
+    assert level == {4.0: DiagnosticStatus.WARN, 9.0: DiagnosticStatus.OK}
 
 
 def jpeg_message(bgr, sequence, format_field="bgr8; jpeg compressed bgr8"):
