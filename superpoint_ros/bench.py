@@ -334,6 +334,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quantization-cache-dir", default=None, help="int8 model cache (default: ~/.cache/...)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default: by size)")
     parser.add_argument("--weights", default=None, help="weights for both pipelines (hub-layout dir)")
+    parser.add_argument(
+        "--weights-seed",
+        type=int,
+        default=0,
+        help="without --weights: the seed of the random benchmark weights (another seed, another network)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip transformers (no parity check!)")
     parser.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path.cwd())
     parser.add_argument("--no-write", action="store_true", help="print only; write no files")
@@ -504,8 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{record['date']}  {record['machine']}  load {_load(load_start)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="superpoint_bench_") as scratch:
         if args.weights is None:
-            weights = str(benchmark_weights(pathlib.Path(scratch) / "weights"))
-            weights_note = "random, hub layout (`bench_scenes.benchmark_weights`, seed 0)"
+            weights = str(benchmark_weights(pathlib.Path(scratch) / "weights", seed=args.weights_seed))
+            weights_note = f"random, hub layout (`bench_scenes.benchmark_weights`, seed {args.weights_seed})"
         else:
             weights, weights_note = args.weights, args.weights
         try:

@@ -28,12 +28,16 @@ QUICK = [
 
 def test_a_run_appends_an_entry_and_writes_json_keeping_earlier_entries(tmp_path):
     assert bench.main([*QUICK, "--output-dir", str(tmp_path)]) == 0
-    assert bench.main([*QUICK, "--output-dir", str(tmp_path)]) == 0
+    first = json.loads((tmp_path / "benchmarks" / "latest.json").read_text())
+    assert bench.main([*QUICK, "--weights-seed", "1", "--output-dir", str(tmp_path)]) == 0
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
     assert markdown.count("\n## ") == 2
+    assert "`bench_scenes.benchmark_weights`, seed 0)" in markdown and "seed 1)" in markdown
     assert "| cpu |" in markdown and "= transformers" in markdown
     record = json.loads((tmp_path / "benchmarks" / "latest.json").read_text())
     assert {"date", "command", "machine", "load_average", "cases"} <= record.keys()
+    # Another seed is another network: the same scene gives other keypoints.
+    assert record["cases"][0]["keypoints_per_image"] != first["cases"][0]["keypoints_per_image"]
     (case,) = record["cases"]
     assert (case["height"], case["width"], case["batch"]) == (240, 320, 1)
     assert case["speedup"] > 0 and case["keypoints_per_image"] > 0
