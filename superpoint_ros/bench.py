@@ -26,6 +26,9 @@ of them whose keypoint lands within 3 px of where the homography puts it; over p
 benchmark scene and its warped copy, and over consecutive frames of the demo's moving camera
 (`scenes.camera_view`). With random weights these absolute figures say nothing about
 SuperPoint's quality; the difference between precisions on identical weights is the figure.
+Two yardsticks stand beside it: float32 fed input noise of one grey level (`NOISE_GREY_LEVELS`),
+and each row's median nearest-neighbour margin (best minus second-best descriptor similarity),
+which tells how small a perturbation of the descriptors can already change the matches.
 
 The node benchmark (`bench_node`) follows when ROS is importable. The results are printed as
 tables, written to `benchmarks/<date>.json` (and `benchmarks/latest.json`) and appended to
@@ -34,6 +37,7 @@ builds random weights in the hub layout (`benchmark_weights`): no hub is needed 
 """
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import json
@@ -67,6 +71,7 @@ WARMUP_RUNS = 2
 DEFAULT_PRECISIONS = ("float32", "bfloat16", "int8")
 CORRECT_MATCH_PIXELS = 3.0
 MATCH_SHARE_MARGIN = 0.03  # int8/bf16 may lose at most 3 points of correct-match share to float32
+NOISE_GREY_LEVELS = 1.0  # standard deviation of the noise row's Gaussian input noise, in 1/255
 
 
 def runs_for(height: int, width: int, batch: int) -> int:
@@ -207,14 +212,26 @@ def mutual_matches(first: Detections, second: Detections) -> np.ndarray:
     return np.stack((rows, nearest[rows]), axis=1)
 
 
+def nearest_margins(first: Detections, second: Detections) -> np.ndarray:
+    """For each of `first`'s descriptors, its largest similarity to `second`'s minus the second
+    largest (0 where `second` has fewer than two keypoints)."""
+    if len(first.descriptors) == 0 or len(second.descriptors) < 2:
+        return np.zeros(len(first.descriptors), np.float32)
+    similarity = first.descriptors @ second.descriptors.T
+    second_best, best = np.partition(similarity, -2, axis=1)[:, -2:].T
+    return best - second_best
+
+
 def match_figures(detector: Detector, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """Mutual-nearest-neighbour matches per pair of views, and the share whose keypoint in the
-    second view lies within `CORRECT_MATCH_PIXELS` of the first's mapped by the pair's homography."""
+    """Mutual-nearest-neighbour matches per pair of views, the share whose keypoint in the
+    second view lies within `CORRECT_MATCH_PIXELS` of the first's mapped by the pair's homography,
+    and the median `nearest_margins` of the first views' keypoints."""
     distinct = {id(image): image for pair in pairs for image in pair[:2]}
     found = dict(zip(distinct, detector.detect(list(distinct.values())), strict=True))
-    matches, correct = 0, 0
+    matches, correct, margins = 0, 0, []
     for view_a, view_b, homography in pairs:
         first, second = found[id(view_a)], found[id(view_b)]
+        margins.append(nearest_margins(first, second))
         pairs_found = mutual_matches(first, second)
         points = np.concatenate([first.keypoints[pairs_found[:, 0]], np.ones((len(pairs_found), 1))], axis=1)
         mapped = points @ homography.T
@@ -222,19 +239,46 @@ def match_figures(detector: Detector, pairs: list[tuple[np.ndarray, np.ndarray, 
         error = np.linalg.norm(mapped - second.keypoints[pairs_found[:, 1]], axis=1)
         matches += len(pairs_found)
         correct += int((error <= CORRECT_MATCH_PIXELS).sum())
-    return {"matches_per_pair": matches / len(pairs), "correct_share": correct / matches if matches else 0.0}
+    all_margins = np.concatenate(margins)
+    return {
+        "matches_per_pair": matches / len(pairs),
+        "correct_share": correct / matches if matches else 0.0,
+        "nearest_margin_median": float(np.median(all_margins)) if len(all_margins) else 0.0,
+    }
+
+
+class InputNoise:
+    """`network` fed its grey input plus Gaussian noise of `grey_levels` / 255 (a fixed seed, so
+    every run sees the same noise): a perturbation of known size to compare a precision's loss with."""
+
+    def __init__(self, network, grey_levels: float, seed: int = 0) -> None:
+        self.network, self.sigma, self.seed = network, grey_levels / 255, seed
+
+    def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator(device=grey.device).manual_seed(self.seed)
+        noise = torch.randn(grey.shape, generator=generator, device=grey.device, dtype=grey.dtype)
+        return self.network(grey + self.sigma * noise)
+
+
+def with_input_noise(detector: Detector, grey_levels: float) -> Detector:
+    """A shallow copy of `detector` whose network sees `InputNoise` (CUDA graphs off, so that it
+    does)."""
+    noisy = copy.copy(detector)
+    noisy.network, noisy.graphs = InputNoise(detector.network, grey_levels), None
+    return noisy
 
 
 def format_match_table(rows: list[dict]) -> str:
     """One line per device × precision × pair set, with the difference to float32's share."""
     lines = [
-        f"| device | precision | views | matches / pair | correct ≤ {CORRECT_MATCH_PIXELS:.0f} px | vs float32 |",
-        "|---|---|---|---|---|---|",
+        f"| device | precision | views | matches / pair | correct ≤ {CORRECT_MATCH_PIXELS:.0f} px | vs float32 "
+        "| nearest margin |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['device']} | {row['precision']} | {row['views']} | {row['matches_per_pair']:.0f} | "
-            f"{100 * row['correct_share']:.1f}% | {row['versus_float32']} |"
+            f"{100 * row['correct_share']:.1f}% | {row['versus_float32']} | {row['nearest_margin_median']:.2g} |"
         )
     return "\n".join(lines)
 
@@ -474,16 +518,19 @@ def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note:
 
 
 def match_rows_for(device: str, detectors: dict[str, Detector], size: tuple[int, int]) -> list[dict]:
-    """`match_figures` of every precision on the same two sets of view pairs of `size` (h, w)."""
+    """`match_figures` of every precision on the same two sets of view pairs of `size` (h, w),
+    with float32 under `NOISE_GREY_LEVELS` of input noise after float32."""
     height, width = size
     pair_sets = {
         f"{height}×{width} scene + warped copy (4 pairs)": homography_pairs(height, width),
         f"{height}×{width} moving camera (20 pairs)": moving_sequence_pairs(height, width),
     }
+    float32, *reduced = detectors.items()
+    noise = (f"float32 + noise σ {NOISE_GREY_LEVELS:g}/255", with_input_noise(float32[1], NOISE_GREY_LEVELS))
     rows = []
     for views, pairs in pair_sets.items():
         float32_share = None
-        for precision, detector in detectors.items():
+        for precision, detector in (float32, noise, *reduced):
             figures = match_figures(detector, pairs)
             if float32_share is None:
                 float32_share, versus = figures["correct_share"], "–"

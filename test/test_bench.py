@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from superpoint_ros import bench
 from superpoint_ros.detector import Detections, Detector
@@ -79,7 +80,26 @@ def test_mutual_nearest_neighbours_and_the_correct_share_follow_the_homography()
 
     view_a, view_b = np.zeros((2, 4, 4), np.uint8)
     figures = bench.match_figures(Fixed(), [(view_a, view_b, shift)])
-    assert figures == {"matches_per_pair": 2.0, "correct_share": 0.5}
+    # Margins of first's keypoints: 1 − 0, 1 − 1 and 0.8 − 0.8.
+    assert figures == {"matches_per_pair": 2.0, "correct_share": 0.5, "nearest_margin_median": 0.0}
+
+
+def test_the_nearest_margin_is_the_best_similarity_minus_the_second_best():
+    first = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0.8, 0.6]], np.float32)
+    second = np.array([[1.0, 0, 0], [0, 1.0, 0], [0.6, 0.8, 0]], np.float32)
+    # Similarities per row: (1, 0, 0.6), (0, 1, 0.8), (0, 0.8, 0.64).
+    margins = bench.nearest_margins(*(Detections(np.zeros((3, 2), np.float32), np.ones(3), d) for d in (first, second)))
+    np.testing.assert_allclose(margins, [0.4, 0.2, 0.16], atol=1e-6)
+
+
+def test_the_noise_yardstick_perturbs_the_input_by_the_stated_grey_levels_the_same_way_each_run():
+    seen = []
+    noisy = bench.InputNoise(lambda grey: seen.append(grey.clone()), grey_levels=2.0)
+    clean = torch.full((1, 1, 200, 300), 0.5)
+    noisy(clean)
+    noisy(clean)
+    assert torch.equal(seen[0], seen[1])
+    assert abs(float((seen[0] - clean).std()) - 2.0 / 255) < 0.05 * 2.0 / 255
 
 
 def test_a_run_with_int8_reports_its_agreement_and_matches_beside_float32(tmp_path):
@@ -94,9 +114,12 @@ def test_a_run_with_int8_reports_its_agreement_and_matches_beside_float32(tmp_pa
     assert int8["check"].startswith("vs float32:") and "% of keypoints, cosine ≥" in int8["check"]
     assert [(row["precision"], row["views"].split(" ", 1)[1]) for row in record["matches"]] == [
         ("float32", "scene + warped copy (4 pairs)"),
+        ("float32 + noise σ 1/255", "scene + warped copy (4 pairs)"),
         ("int8", "scene + warped copy (4 pairs)"),
         ("float32", "moving camera (20 pairs)"),
+        ("float32 + noise σ 1/255", "moving camera (20 pairs)"),
         ("int8", "moving camera (20 pairs)"),
     ]
     assert all(row["matches_per_pair"] > 0 for row in record["matches"])
+    assert all(0 <= row["nearest_margin_median"] <= 2 for row in record["matches"])
     assert "| int8 |" in (tmp_path / "BENCHMARKS.md").read_text()
