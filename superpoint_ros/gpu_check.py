@@ -201,12 +201,14 @@ def onnxruntime_parity(weights: str, device: str, sizes) -> tuple[dict, bool]:
 
 
 def benchmark(weights: str, device: str, precision: str, sizes, batches, runs, with_reference) -> tuple[dict, bool]:
-    """`superpoint_ros.bench`'s pipeline benchmark; it checks parity before timing."""
+    """`superpoint_ros.bench`'s pipeline benchmark; it checks parity before timing. Its matching
+    comparison runs at 480×640 when that is among `sizes`, else at the first size."""
+    match_height, match_width = (480, 640) if (480, 640) in sizes else sizes[0]
     # Through the bench's own parser, so that every option it reads has its default.
     args = bench.parse_arguments(
         ["--devices", device, "--backend", "torch", "--precision", precision, "--runs", str(runs), "--no-node"]
         + ["--sizes", ",".join(f"{height}x{width}" for height, width in sizes)]
-        + ["--batches", ",".join(map(str, batches))]
+        + ["--batches", ",".join(map(str, batches)), "--match-size", f"{match_height}x{match_width}"]
         + ([] if with_reference else ["--no-reference"])
     )
     try:

@@ -59,6 +59,8 @@ def test_the_gpu_check_runs_on_the_cpu_from_the_source_tree_and_writes_its_json(
     (case,) = steps["cpu: bench float32"]["result"]["cases"]
     assert (case["height"], case["width"], case["batch"], case["backend"]) == (64, 80, 2, "torch")
     assert case["ours"]["total"]["p50"] > 0
+    # Matching runs at the benchmark's own size, not at 480×640 (which would take a minute here).
+    assert "| cpu | float32 | 64×80 moving camera (20 pairs) |" in steps["cpu: bench float32"]["result"]["table"]
 
 
 def test_a_missing_cuda_device_is_a_failed_check_not_a_crash(environment):
