@@ -6,6 +6,8 @@ keeps activations lively) and are written with `save_pretrained`, so the file la
 hub's and not something our loader's author chose.
 """
 
+import itertools
+import os
 import pathlib
 
 import cv2
@@ -112,3 +114,32 @@ def graph():
     graph = Graph()
     yield graph
     graph.close()
+
+
+_node_namespaces = itertools.count()
+
+
+@pytest.fixture
+def start_node(graph, request):
+    """Start detector nodes (random weights, CPU) on `graph`, each in a fresh namespace:
+    `start_node(cli_args=None, **parameters) -> (node, namespace)`. They are removed after the test."""
+    from rclpy.parameter import Parameter
+
+    from superpoint_ros.node import DetectorNode
+
+    started = []
+
+    def start(cli_args=None, **parameters):
+        module = request.module.__name__.rpartition(".")[2]
+        namespace = f"/{module}_{os.getpid()}_{next(_node_namespaces)}"
+        overrides = [Parameter("weights", value="random"), Parameter("device", value="cpu")]
+        overrides += [Parameter(name, value=value) for name, value in parameters.items()]
+        node = DetectorNode(
+            namespace=namespace, parameter_overrides=overrides, context=graph.context, cli_args=cli_args
+        )
+        started.append(graph.add(node))
+        return node, namespace
+
+    yield start
+    for node in started:
+        graph.remove(node)

@@ -6,7 +6,6 @@ The node runs in this process (so its counters can be read), on its own namespac
 messages; everything between it and the test goes through DDS.
 """
 
-import itertools
 import os
 import time
 
@@ -29,31 +28,12 @@ from ros_graph import header, wait_until
 
 HEIGHT, WIDTH = 120, 160
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-_namespaces = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def reference():
     """The same pipeline the node runs, called directly."""
     return Detector(weights="random", device="cpu")
-
-
-@pytest.fixture
-def start_node(graph):
-    """Start a detector node in a fresh namespace: `start_node(**parameters) -> (node, namespace)`."""
-    started = []
-
-    def start(**parameters):
-        namespace = f"/test_node_{os.getpid()}_{next(_namespaces)}"
-        overrides = [Parameter("weights", value="random"), Parameter("device", value="cpu")]
-        overrides += [Parameter(name, value=value) for name, value in parameters.items()]
-        node = graph.add(DetectorNode(namespace=namespace, parameter_overrides=overrides, context=graph.context))
-        started.append(node)
-        return node, namespace
-
-    yield start
-    for node in started:
-        graph.remove(node)
 
 
 def connect(graph, node, namespace, camera="", input_qos=None):

@@ -12,14 +12,12 @@ import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from superpoint_ros.detector import Detector
 from superpoint_ros.diagnostics import CameraHealth, camera_status
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.node import DetectorNode
 from superpoint_ros.ros_messages import detections_from_message, image_message
 
 from conftest import structured_image
@@ -34,26 +32,6 @@ _namespaces = itertools.count()
 @pytest.fixture(scope="module")
 def reference():
     return Detector(weights="random", device="cpu")
-
-
-@pytest.fixture
-def start_node(graph):
-    """`start_node(cli_args=None, **parameters) -> (node, namespace)` in a fresh namespace."""
-    started = []
-
-    def start(cli_args=None, **parameters):
-        namespace = f"/test_inputs_{os.getpid()}_{next(_namespaces)}"
-        overrides = [Parameter("weights", value="random"), Parameter("device", value="cpu")]
-        overrides += [Parameter(name, value=value) for name, value in parameters.items()]
-        node = DetectorNode(
-            namespace=namespace, parameter_overrides=overrides, context=graph.context, cli_args=cli_args
-        )
-        started.append(graph.add(node))
-        return node, namespace
-
-    yield start
-    for node in started:
-        graph.remove(node)
 
 
 def from_node(log, namespace):
