@@ -39,11 +39,9 @@ builds random weights in the hub layout (`benchmark_weights`): no hub is needed 
 import argparse
 import copy
 import dataclasses
-import datetime
 import json
 import os
 import pathlib
-import shlex
 import sys
 import tempfile
 import time
@@ -56,9 +54,9 @@ from superpoint_ros.bench_scenes import (
     benchmark_scene,
     benchmark_weights,
     homography_pairs,
-    machine_info,
     moving_sequence_pairs,
     percentiles,
+    record_head,
 )
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 
@@ -547,13 +545,7 @@ def match_rows_for(device: str, detectors: dict[str, Detector], size: tuple[int,
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     load_start = os.getloadavg()
-    now = datetime.datetime.now(datetime.UTC)
-    record = {
-        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
-        "timestamp": now.strftime("%Y%m%d-%H%M%S"),
-        "command": shlex.join(["python", "-m", "superpoint_ros.bench", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine_info(),
-    }
+    record = record_head("superpoint_ros.bench", argv)
     print(f"{record['date']}  {record['machine']}  load {_load(load_start)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="superpoint_bench_") as scratch:
         if args.weights is None:

@@ -2,9 +2,12 @@
 scenes, the machine's description and percentiles. `bench` (the pipeline) and `bench_node`
 (the node over DDS) both import from here, and from nowhere else in the benchmark code."""
 
+import datetime
 import os
 import pathlib
 import platform
+import shlex
+import sys
 
 import cv2
 import numpy as np
@@ -89,6 +92,19 @@ def machine_info() -> dict:
         except ImportError:
             info[package] = None
     return info
+
+
+def record_head(module: str, argv: list[str] | None, python: str = "python") -> dict:
+    """The start of a benchmark's record: `date` (UTC, to the minute), `timestamp` (for file
+    names), `command` (`python -m module` with `argv`, or this process's arguments when None)
+    and `machine` (`machine_info`)."""
+    now = datetime.datetime.now(datetime.UTC)
+    return {
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "timestamp": now.strftime("%Y%m%d-%H%M%S"),
+        "command": shlex.join([python, "-m", module, *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine_info(),
+    }
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

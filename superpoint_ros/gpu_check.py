@@ -28,7 +28,6 @@ reports everything; the exit status is 1 if any check failed. Random weights
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
 import pathlib
@@ -42,7 +41,7 @@ import torch
 
 from superpoint_ros import bench
 from superpoint_ros.backends import onnxruntime_available
-from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, machine_info
+from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, record_head
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 from superpoint_ros.reference import (
     check_against_reference,
@@ -247,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     started = time.perf_counter()
     record = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["python3 -m superpoint_ros.gpu_check", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine_info(),
+        **record_head("superpoint_ros.gpu_check", argv, python="python3"),
         "source": str(pathlib.Path(__file__).resolve().parent),
         "load_average": list(os.getloadavg()),
     }

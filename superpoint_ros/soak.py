@@ -23,12 +23,10 @@ Writes `benchmarks/soak-<date>.json` and appends an entry to BENCHMARKS.md.
 """
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
 import re
-import shlex
 import signal
 import statistics
 import subprocess
@@ -39,7 +37,7 @@ import time
 
 import numpy as np
 
-from superpoint_ros.bench_scenes import benchmark_weights, machine_info
+from superpoint_ros.bench_scenes import benchmark_weights, record_head
 from superpoint_ros.scenes import camera_view, draw_scene
 
 HEIGHT, WIDTH = 480, 640
@@ -464,12 +462,8 @@ def write_reports(output_dir: pathlib.Path, record: dict, entry: str) -> pathlib
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     load_start = os.getloadavg()
-    now = datetime.datetime.now(datetime.UTC)
     record = {
-        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
-        "timestamp": now.strftime("%Y%m%d-%H%M%S"),
-        "command": shlex.join(["python", "-m", "superpoint_ros.soak", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine_info(),
+        **record_head("superpoint_ros.soak", argv),
         "duration_s": arguments.duration,
         "warmup_s": arguments.warmup,
         "overload": arguments.overload,
