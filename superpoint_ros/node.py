@@ -173,6 +173,7 @@ class DetectorNode(Node):
         self._silence_s = self._parameter("silence_warning_period")
         # Configuration mistakes are reported before the (slow) weights are loaded.
         layout, self._input_qos_choice, self._transport = self._camera_layout(), self._input_qos(), self._transport_()
+        self._input_type_name = _type_name(INPUT_TYPES[self._transport])
         self.detector = self._create_detector()
         self._random_weights = self._parameter("weights") == RANDOM_WEIGHTS
         self._large_images_profile = _large_images_profile_path()
@@ -498,7 +499,7 @@ class DetectorNode(Node):
             publishers = [
                 info
                 for info in self.get_publishers_info_by_topic(camera.input_topic)
-                if info.topic_type == _type_name(INPUT_TYPES[self._transport])
+                if info.topic_type == self._input_type_name
             ]
             if publishers and not camera.publisher_count:
                 camera.waiting_since_s = now_s
