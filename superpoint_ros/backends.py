@@ -9,9 +9,11 @@ The post-processing after it is the same torch code whichever engine ran.
   PyTorch's default layout, whose scores are bit-identical to the reference implementation's.
 - `openvino`: the same layers rebuilt as an OpenVINO graph from the module's parameters, compiled
   once per input shape. About three times as fast as PyTorch on a 2-core AVX-512 CPU, in
-  float32. Its scores differ from PyTorch's by float rounding (up to ~1e-7), which can only
-  matter where pixels of a non-maximum-suppression window score (nearly) alike; see
-  `reference.unexplained_differences` and test_backends.py.
+  float32. Its descriptor map comes out channels-last (a permuted view, same shape), which
+  halves the time of descriptor sampling (`keypoints.sample_descriptors`). Its scores differ
+  from PyTorch's by float rounding (up to ~1e-7), which can only matter where pixels of a
+  non-maximum-suppression window score (nearly) alike; see `reference.unexplained_differences`
+  and test_backends.py.
 - `onnxruntime`: the network exported to ONNX (export.py, in memory at start), run by ONNX
   Runtime on the first available of its TensorRT, CUDA and CPU execution providers. Its outputs
   are copied to the detector's device for the post-processing. On the CPU provider its scores
@@ -205,8 +207,8 @@ class OpenVinoNetwork:
             # share_outputs=False copies the results out of the request's buffers, which the
             # next call overwrites.
             outputs = request.infer({0: pixels}, share_inputs=True, share_outputs=False)
-        scores, descriptor_map = (torch.from_numpy(outputs[index]) for index in range(2))
-        return scores, descriptor_map
+        # `(B, h, w, D)` seen as `(B, D, h, w)`: the module's shape with channels-last strides.
+        return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1]).permute(0, 3, 1, 2)
 
 
 class OnnxRuntimeNetwork:
@@ -277,7 +279,8 @@ def _cache_directory(directory: str | pathlib.Path | None) -> pathlib.Path:
 
 
 def openvino_graph(model: SuperPoint):
-    """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size.
+    """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size and
+    outputs scores `(B, H', W')` and descriptors `(B, h, w, D)`: channels last, unlike the module.
 
     Each convolution is named after its module (`encoder.conv_blocks.0.conv_a`, ...), so that
     quantisation can leave chosen layers in float32.
@@ -320,4 +323,7 @@ def openvino_graph(model: SuperPoint):
     )
     # max(sum of squares, 1e-24) under the root = max(norm, 1e-12), torch's `normalize` default.
     descriptors = ops.normalize_l2(descriptors, np.array([1]), 1e-24, "max")
+    # Channels last costs the network nothing (its output is reordered from a blocked layout either
+    # way) and lets descriptor sampling read each keypoint's neighbours as contiguous runs.
+    descriptors = ops.transpose(descriptors, np.array([0, 2, 3, 1]))
     return openvino.Model([scores, descriptors], [images], "superpoint")

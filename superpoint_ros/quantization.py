@@ -24,7 +24,8 @@ from superpoint_ros.model import SuperPoint
 
 NNCF_REQUIREMENT = "nncf==3.4.0"
 FIRST_CONVOLUTION = "encoder.conv_blocks.0.conv_a"
-_RECIPE = "nncf-ptq-performance-all-int8-v1"
+# v2: the float graph gives its descriptors channels last; a v1 file would give them channels first.
+_RECIPE = "nncf-ptq-performance-all-int8-v2"
 
 
 def default_cache_dir() -> pathlib.Path:

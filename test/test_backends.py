@@ -128,6 +128,18 @@ def test_onnxruntime_names_its_execution_provider_and_refuses_precisions_it_lack
             Detector(weights="random", device="cpu", backend="onnxruntime", precision=precision)
 
 
+def test_openvino_hands_over_its_descriptor_map_channels_last_with_the_modules_values():
+    detector = Detector(weights="random", device="cpu", backend="openvino")
+    grey = torch.rand(2, 1, 64, 80)
+    scores, descriptor_map = detector.network(grey)
+    with torch.no_grad():
+        module_scores, module_map = detector.model(grey)
+    assert descriptor_map.shape == module_map.shape == (2, 256, 8, 10)
+    assert descriptor_map.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(descriptor_map, module_map, rtol=0, atol=1e-6)
+    torch.testing.assert_close(scores, module_scores, rtol=0, atol=1e-6)
+
+
 def test_a_difference_far_from_any_near_tie_is_not_explained():
     scores = torch.linspace(0.1, 0.9, 40 * 50, dtype=torch.float64).reshape(40, 50).float()
     scores[20, 10] = scores[20, 12] = 0.5  # an exact tie, two pixels apart

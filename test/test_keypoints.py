@@ -178,3 +178,13 @@ def test_descriptors_are_sampled_where_the_reference_maps_pixels_to_cells():
     assert columns.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
     assert columns[:2].tolist() == pytest.approx([0.0, 3.0], abs=1e-6)
     assert torch.linalg.norm(sampled, dim=1).tolist() == pytest.approx([1.0] * 3)
+
+
+@pytest.mark.parametrize(("batch", "keypoints"), [(1, 1), (1, 700), (3, 64)])
+def test_a_channels_last_map_gives_the_same_descriptor_bits(batch, keypoints):
+    generator = torch.Generator().manual_seed(batch * keypoints)
+    descriptor_map = functional.normalize(torch.randn(batch, 256, 30, 40, generator=generator), dim=1)
+    pixels = torch.rand(batch, keypoints, 2, generator=generator) * torch.tensor([319.0, 239.0])
+    channels_last = descriptor_map.contiguous(memory_format=torch.channels_last)
+    assert channels_last.stride() != descriptor_map.stride()
+    assert torch.equal(sample_descriptors(channels_last, pixels), sample_descriptors(descriptor_map, pixels))
