@@ -1,6 +1,7 @@
 """What every benchmark shares: random weights whose keypoints follow the image, generated
-scenes, the machine's description and percentiles. `bench` (the pipeline) and `bench_node`
-(the node over DDS) both import from here, and from nowhere else in the benchmark code."""
+scenes, the machine's description, the head of a record and percentiles. `bench` (the
+pipeline) and `bench_node` (the node over DDS) both import from here, and from nowhere else in
+the benchmark code; `soak`, `gpu_check` and the other benchmarks use it too."""
 
 import datetime
 import os
