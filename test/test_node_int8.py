@@ -11,12 +11,12 @@ from superpoint_ros.ros_messages import image_message
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from test_node import HEIGHT, WIDTH, connect, output_for, start_node  # noqa: E402, F401
+from test_node import HEIGHT, WIDTH, connect, output_for  # noqa: E402
 
 from ros_graph import header, wait_until  # noqa: E402
 
 
-def test_the_node_switches_to_int8_after_calibrating_on_its_first_frames(graph, start_node, tmp_path):  # noqa: F811
+def test_the_node_switches_to_int8_after_calibrating_on_its_first_frames(graph, start_node, tmp_path):
     rosout = graph.rosout()
     node, namespace = start_node(
         precision="int8",
