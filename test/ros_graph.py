@@ -10,7 +10,8 @@ from collections.abc import Callable
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.exceptions import InvalidHandle
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Header
@@ -72,8 +73,20 @@ class Graph:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.probe = Node("probe", context=self.context)
         self.executor.add_node(self.probe)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        """Spin until `close`. A callback the executor took up just before `remove` can run after
+        its node was destroyed and find its handles gone (`InvalidHandle`, seen with the detector's
+        diagnostics timer); that node is finished with, and the other nodes must keep spinning."""
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except InvalidHandle:
+                continue
+            except (ShutdownException, ExternalShutdownException):
+                return
 
     def add(self, node: Node) -> Node:
         self.executor.add_node(node)
