@@ -175,6 +175,7 @@ class DetectorNode(Node):
         layout, self._input_qos_choice, self._transport = self._camera_layout(), self._input_qos(), self._transport_()
         self._input_type_name = _type_name(INPUT_TYPES[self._transport])
         self.detector = self._create_detector()
+        self._show_engine_in_use()
         self._random_weights = self._parameter("weights") == RANDOM_WEIGHTS
         self._large_images_profile = _large_images_profile_path()
         self.cameras = self._create_cameras(layout)
@@ -188,6 +189,14 @@ class DetectorNode(Node):
             self.create_timer(period, self._log_statistics)
         self.create_timer(GRAPH_CHECK_PERIOD_S, self._check_inputs)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+
+    def _show_engine_in_use(self) -> None:
+        """`backend` becomes the engine that runs (`Detector.backend`), read-only. rclpy refuses to
+        change a read-only parameter even from the node itself, hence declared writable at first."""
+        descriptor = self.describe_parameter("backend")
+        self.undeclare_parameter("backend")
+        descriptor.read_only = True
+        self.declare_parameter("backend", self.detector.backend, descriptor, ignore_override=True)
 
     def _declare_parameters(self) -> None:
         settings = DetectionSettings()
@@ -206,14 +215,15 @@ class DetectorNode(Node):
         self.declare_parameter(
             "device", "auto", describe("auto (CUDA when present, else CPU), cpu, cuda or cuda:N.", read_only=True)
         )
+        # Writable only until the detector exists: then `_show_engine_in_use` makes it read-only.
         self.declare_parameter(
             "backend",
             "auto",
             describe(
                 "Network engine: auto (OpenVINO on the CPU when installed, else PyTorch), torch, openvino or "
                 "onnxruntime (TensorRT, CUDA or CPU provider, whichever is installed). torch on the CPU is "
-                "bit-exact with the reference and about 3x slower.",
-                read_only=True,
+                "bit-exact with the reference and about 3x slower. Reads back as the engine in use, with "
+                "ONNX Runtime's execution provider: onnxruntime (TensorrtExecutionProvider).",
                 additional_constraints=" | ".join(BACKENDS),
             ),
         )
@@ -385,7 +395,9 @@ class DetectorNode(Node):
             weights=weights,
             weights_revision=self._parameter("weights_revision") or None,
             device=requested_device,
-            backend=self._parameter("backend"),
+            # Also as the parameter reads back, `onnxruntime (CPUExecutionProvider)`, so that the
+            # file `ros2 param dump` writes starts the node again.
+            backend=self._parameter("backend").split(" (", 1)[0],
             precision=self._parameter("precision"),
             tensorrt_cache_dir=self._parameter("tensorrt_cache_dir") or None,
             calibration=self._parameter("int8_calibration"),

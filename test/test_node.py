@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMessage
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -310,9 +310,16 @@ def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(
     np.testing.assert_array_equal(received.descriptors, small.descriptors)
 
 
+def parameter_over_the_graph(graph, namespace: str, name: str):
+    """What `ros2 param get` shows: the node's answer on its get_parameters service."""
+    client = graph.probe.create_client(GetParameters, f"{namespace}/{NODE_NAME}/get_parameters")
+    (value,) = graph.call(client, GetParameters.Request(names=[name])).values
+    return Parameter.from_parameter_msg(ParameterMessage(name=name, value=value)).value
+
+
 def test_the_backend_parameter_picks_the_engine(graph, start_node):
     node, namespace = start_node(backend="torch")
-    assert node.detector.backend == "torch"
+    assert node.detector.backend == "torch" == parameter_over_the_graph(graph, namespace, "backend")
     publisher, inbox = connect(graph, node, namespace)
     image = scene(14)
     received = exchange(publisher, inbox, image_message(image, "bgr8", header(2)))
@@ -324,12 +331,24 @@ def test_the_onnxruntime_backend_names_its_provider_and_reads_the_tensorrt_cache
     pytest.importorskip("onnxruntime")
     node, namespace = start_node(backend="onnxruntime", tensorrt_cache_dir=str(tmp_path / "engines"))
     assert node.detector.backend == "onnxruntime (CPUExecutionProvider)"
+    assert parameter_over_the_graph(graph, namespace, "backend") == "onnxruntime (CPUExecutionProvider)"
+    refused = node.set_parameters([Parameter("backend", value="torch")])[0]
+    assert not refused.successful and "read-only" in refused.reason
     assert node.get_parameter("tensorrt_cache_dir").value == str(tmp_path / "engines")
     publisher, inbox = connect(graph, node, namespace)
     image = scene(15)
     received = exchange(publisher, inbox, image_message(image, "bgr8", header(3)))
     (expected,) = Detector(weights="random", device="cpu", backend="onnxruntime").detect([image])
     assert_detections_equal(received, expected)
+
+
+def test_auto_reads_back_as_the_engine_it_chose_and_that_value_starts_a_node_again(graph, start_node):
+    # `ros2 param dump` writes what the parameter reads back; the node must start from that file.
+    _, namespace = start_node()
+    chosen = parameter_over_the_graph(graph, namespace, "backend")
+    assert chosen == "openvino"
+    node, _ = start_node(backend="onnxruntime (CPUExecutionProvider)")
+    assert node.detector.backend == "onnxruntime (CPUExecutionProvider)"
 
 
 def test_two_cameras_each_get_their_own_keypoints_from_one_batch(graph, start_node, reference):
