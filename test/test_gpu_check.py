@@ -33,6 +33,17 @@ def environment(tmp_path) -> dict[str, str]:
     }
 
 
+def run_gpu_check(environment: dict[str, str], devices: str) -> subprocess.CompletedProcess:
+    """`scripts/gpu_check.sh --devices DEVICES --quick`, as the GPU machine starts it."""
+    return subprocess.run(
+        [str(ROOT / "scripts" / "gpu_check.sh"), "--devices", devices, "--quick"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_the_blocker_makes_ros_openvino_and_pillow_unimportable(environment):
     for name in ABSENT_ON_THE_GPU_MACHINE[:3]:
         result = subprocess.run([sys.executable, "-c", f"import {name}"], env=environment, capture_output=True)
@@ -40,13 +51,7 @@ def test_the_blocker_makes_ros_openvino_and_pillow_unimportable(environment):
 
 
 def test_the_gpu_check_runs_on_the_cpu_from_the_source_tree_and_writes_its_json(environment):
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "gpu_check.sh"), "--devices", "cpu", "--quick"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_gpu_check(environment, "cpu")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "all checks passed" in result.stdout
     record = json.loads((pathlib.Path(environment["OUT"]) / "gpu_check.json").read_text())
@@ -64,12 +69,6 @@ def test_the_gpu_check_runs_on_the_cpu_from_the_source_tree_and_writes_its_json(
 
 
 def test_a_missing_cuda_device_is_a_failed_check_not_a_crash(environment):
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "gpu_check.sh"), "--devices", "cuda", "--quick"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_gpu_check(environment, "cuda")
     assert result.returncode == 1
     assert "[FAILED] cuda: available" in result.stdout and "torch sees no CUDA GPU" in result.stdout
