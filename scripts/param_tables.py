@@ -99,7 +99,9 @@ def declarations() -> dict[str, list[Declaration]]:
 def _declaration(node: Node, name: str, value: object, descriptor: ParameterDescriptor) -> Declaration:
     live = node.describe_parameter(name)
     if isinstance(value, Parameter.Type):
-        value = UNSET
+        # Declared by type alone: its default is what the node set when nothing overrode it.
+        parameter = node.get_parameter_or(name)
+        value = UNSET if parameter.type_ == Parameter.Type.NOT_SET else parameter.value
     return Declaration(name, Parameter.Type(live.type).name.lower(), value, live)
 
 

@@ -55,7 +55,7 @@ def test_a_table_row_reads_name_type_default_range_and_whether_it_changes_at_run
     assert "| `nms_radius` | integer | `4` | 0 … 64 | yes |" in text
     assert "| `vins_max_rate` | double | `0.0` | 0.0 … 1000.0 | yes |" in text
     assert "| `input_qos` | string | `auto` | auto \\| sensor_data \\| reliable | no |" in text
-    assert "| `image_topics` | string_array | `(unset)` |  | no |" in text
+    assert "| `image_topics` | string_array | `[]` |  | no |" in text
 
 
 @pytest.mark.parametrize("node", SECTIONS)
