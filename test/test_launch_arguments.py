@@ -1,0 +1,76 @@
+"""detector.launch.py's arguments as users see them through the real `ros2 launch`: the names
+the issue fixes, descriptions that name their effect, and one clear line for a bad value."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+ARGUMENTS = (
+    "params_file",
+    "namespace",
+    "image",
+    "camera_info",
+    "stereo",
+    "left_image",
+    "right_image",
+    "left_camera_info",
+    "right_camera_info",
+    "image_transport",
+    "device",
+    "backend",
+    "precision",
+    "weights",
+    "tracking",
+    "vins",
+    "vins_feature_topic",
+    "log_level",
+    "managed",
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 command is not installed")
+
+
+def ros2_launch(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ros2", "launch", "superpoint_ros", "detector.launch.py", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_show_args_lists_every_argument_with_a_description_and_its_default():
+    shown = ros2_launch("--show-args")
+    assert shown.returncode == 0, shown.stderr
+    listed = dict(re.findall(r"^    '(\w+)':\n        (.+)$", shown.stdout, re.MULTILINE))
+    assert tuple(listed) == ARGUMENTS
+    assert all(len(description) > 20 for description in listed.values()), listed
+    defaults = dict(re.findall(r"^    '(\w+)':\n(?:        .+\n)*?        \(default: '(.*)'\)$", shown.stdout, re.M))
+    assert defaults["left_image"] == "left/image_raw" and defaults["vins_feature_topic"] == "/feature_tracker/feature"
+    assert (defaults["stereo"], defaults["tracking"], defaults["vins"], defaults["managed"]) == ("false",) * 4
+    assert defaults["log_level"] == "info" and defaults["device"] == ""
+
+
+@pytest.mark.parametrize(
+    ("argument", "accepted"),
+    [
+        ("stereo:=yes", "true | false"),
+        ("vins:=1", "true | false"),
+        ("image_transport:=theora", "raw | compressed"),
+        ("device:=gpu", "auto | cpu | cuda | cuda:N"),
+        ("backend:=tensorrt", "auto | torch | openvino | onnxruntime"),
+        ("precision:=fp16", "float32 | float16 | bfloat16 | int8"),
+        ("log_level:=loud", "debug | info | warn | error | fatal"),
+    ],
+)
+def test_a_bad_value_stops_the_launch_with_one_line_naming_the_argument_and_the_accepted_values(argument, accepted):
+    launched = ros2_launch(argument)
+    output = launched.stdout + launched.stderr
+    assert launched.returncode != 0
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if "[ERROR]" in line]
+    name, value = argument.split(":=")
+    assert len(errors) == 1 and f"{name}:='{value}'" in errors[0] and accepted in errors[0], output
+    assert "process started" not in output, "a node started before the arguments were checked"
