@@ -141,12 +141,16 @@ class Running:
     cameras: list[subprocess.Popen]
 
 
-def _stop(process: subprocess.Popen, timeout_s: float = 15.0) -> None:
-    """SIGINT, as Ctrl-C would send (ros2 launch then stops its nodes); then kill the group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+def _stop_all(processes: list[subprocess.Popen], timeout_s: float = 20.0) -> None:
+    """SIGINT to each process group, as Ctrl-C sends it (`ros2 launch` ignores a SIGINT to
+    itself alone when in the background), all at once; then SIGKILL what is left."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
         try:
-            process.wait(timeout_s)
+            process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -176,10 +180,8 @@ def running(sharp_hf_weights, tmp_path_factory):
             started[name] = Running(first_domain + index, launch, cameras)
         yield started, logs
     finally:
-        for run in started.values():
-            for camera in run.cameras:
-                _stop(camera)
-            _stop(run.launch)
+        _stop_all([camera for run in started.values() for camera in run.cameras])
+        _stop_all([run.launch for run in started.values()])
 
 
 def _receive(domain_id: int, outputs: dict[str, type], count: int) -> dict[str, list]:
@@ -203,17 +205,22 @@ def _receive(domain_id: int, outputs: dict[str, type], count: int) -> dict[str, 
     return received
 
 
-def _dump(domain_id: int, node: str) -> dict:
-    """`ros2 param dump` of `node`, as the YAML document it prints, less rclpy's own parameters."""
-    dumped = subprocess.run(
-        ["ros2", "param", "dump", "--no-daemon", "--timeout", "30", f"/{node}"],
+def _start_dump(domain_id: int, node: str) -> subprocess.Popen:
+    """`ros2 param dump` of `node`, started now so that it runs beside the other checks."""
+    return subprocess.Popen(
+        ["ros2", "param", "dump", "--no-daemon", "--timeout", "60", f"/{node}"],
         env={**os.environ, "ROS_DOMAIN_ID": str(domain_id)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=90,
     )
-    assert dumped.returncode == 0, dumped.stderr
-    (section,) = yaml.safe_load(dumped.stdout).values()
+
+
+def _dumped(dump: subprocess.Popen) -> dict:
+    """The dump's parameters, as the YAML document it printed, less rclpy's own parameters."""
+    stdout, stderr = dump.communicate(timeout=120)
+    assert dump.returncode == 0, stderr
+    (section,) = yaml.safe_load(stdout).values()
     return {k: v for k, v in section["ros__parameters"].items() if k not in RCLPY_PARAMETERS}
 
 
@@ -242,6 +249,8 @@ def _log_tail(logs: pathlib.Path, name: str) -> str:
 def test_a_recipe_delivers_its_documented_outputs_with_the_parameters_it_names(running, name, sharp_hf_weights):
     started, logs = running
     recipe, run = RECIPES[name], started[name]
+    nodes = ["superpoint_detector"] + (["superpoint_tracker"] if recipe.tracker is not None else [])
+    dumps = {node: _start_dump(run.domain_id, node) for node in nodes}
     received = _receive(run.domain_id, recipe.outputs, count=3)
     missing = [topic for topic, messages in received.items() if len(messages) < 3]
     assert not missing, f"{name}: nothing (or under 3 messages) on {missing}\n{_log_tail(logs, name)}"
@@ -255,7 +264,5 @@ def test_a_recipe_delivers_its_documented_outputs_with_the_parameters_it_names(r
         # A physical point keeps its id from one cloud to the next: tracks continue.
         ids = [{int(value) for value in cloud.channels[0].values} for cloud in clouds]
         assert any(earlier & later for earlier, later in zip(ids, ids[1:], strict=False)), ids
-    for node in ("superpoint_detector", "superpoint_tracker"):
-        if node == "superpoint_tracker" and recipe.tracker is None:
-            continue
-        assert _dump(run.domain_id, node) == expected_parameters(recipe, node, sharp_hf_weights), f"{name}: {node}"
+    for node, dump in dumps.items():
+        assert _dumped(dump) == expected_parameters(recipe, node, sharp_hf_weights), f"{name}: {node}"
