@@ -29,7 +29,11 @@ ARGUMENTS = (
     "managed",
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 command is not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ros2") is None
+    or subprocess.run(["ros2", "launch", "--help"], capture_output=True, timeout=60).returncode != 0,
+    reason="`ros2 launch` is not installed (../shared/ros2cli/install.sh .venv installs it)",
+)
 
 
 def ros2_launch(*arguments: str) -> subprocess.CompletedProcess:
