@@ -69,8 +69,9 @@ def declarations() -> dict[str, list[Declaration]]:
     from superpoint_ros.tracker_node import TrackerNode
 
     context = Context()
-    # A domain of its own: nothing is spun, but the nodes must not appear in others' graphs.
-    rclpy.init(args=[], context=context, domain_id=150 + os.getpid() % 80)
+    # A domain above the tests' (1-100) and the launch recipes' (101-220): nothing is spun, but
+    # the nodes must not appear in other graphs.
+    rclpy.init(args=[], context=context, domain_id=221 + os.getpid() % 11)
     result = {}
     try:
         for node_name, node_class, overrides in (

@@ -160,6 +160,7 @@ def _stop_all(processes: list[subprocess.Popen], timeout_s: float = 20.0) -> Non
 def running(sharp_hf_weights, tmp_path_factory):
     """Every recipe started side by side, each in a domain of its own."""
     logs = tmp_path_factory.mktemp("launch_logs")
+    # Domains 101-220: above the private ones of the other tests (1-100).
     first_domain = 101 + (os.getpid() % 20) * len(RECIPES)
     started = {}
     try:
