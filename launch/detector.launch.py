@@ -60,7 +60,7 @@ ARGUMENTS = (
         "",
         "Hub repo id, weights directory or file, or random (untrained, for tests); empty: the params file's value",
     ),
-    ("tracking", "false", "true: also start superpoint_tracker (feature tracks on tracks)"),
+    ("tracking", "false", "true: also start superpoint_tracker, which publishes feature tracks on tracks"),
     ("vins", "false", "true: start superpoint_tracker with its VINS-Fusion output on (implies tracking)"),
     (
         "vins_feature_topic",

@@ -1,11 +1,16 @@
 """detector.launch.py's arguments as users see them through the real `ros2 launch`: the names
 the issue fixes, descriptions that name their effect, and one clear line for a bad value."""
 
+import importlib.util
+import pathlib
 import re
 import shutil
 import subprocess
 
 import pytest
+from ament_index_python.packages import get_package_share_directory
+
+from superpoint_ros.backends import BACKENDS, PRECISIONS
 
 ARGUMENTS = (
     "params_file",
@@ -34,6 +39,15 @@ pytestmark = pytest.mark.skipif(
     or subprocess.run(["ros2", "launch", "--help"], capture_output=True, timeout=60).returncode != 0,
     reason="`ros2 launch` is not installed (../shared/ros2cli/install.sh .venv installs it)",
 )
+
+
+def test_the_launch_file_accepts_exactly_the_backends_and_precisions_the_detector_knows():
+    # The launch file keeps its own copy so that it need not import torch.
+    path = pathlib.Path(get_package_share_directory("superpoint_ros")) / "launch" / "detector.launch.py"
+    spec = importlib.util.spec_from_file_location("detector_launch", path)
+    launch_file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch_file)
+    assert (launch_file.BACKENDS, launch_file.PRECISIONS) == (BACKENDS, PRECISIONS)
 
 
 def ros2_launch(*arguments: str) -> subprocess.CompletedProcess:
