@@ -42,7 +42,6 @@ import time
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
-    ParameterType,
     SetParametersResult,
 )
 from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
@@ -65,7 +64,14 @@ from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.ros_messages import decode_frame_message, image_message, keypoint_array_message
-from superpoint_ros.ros_support import ErrorThrottle, describe, float_range, integer_range, run_node
+from superpoint_ros.ros_support import (
+    ErrorThrottle,
+    declare_string_list,
+    describe,
+    float_range,
+    integer_range,
+    run_node,
+)
 from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
 
 NODE_NAME = "superpoint_detector"
@@ -303,24 +309,12 @@ class DetectorNode(Node):
             settings.border_removal_distance,
             describe("Pixels; drop keypoints closer than this to the image edge.", **integer_range(0, 256)),
         )
-        self.declare_parameter(
-            "image_topics",
-            Parameter.Type.STRING_ARRAY,
-            describe(
-                "Several cameras: their image topics. Unset: one camera on 'image'.",
-                read_only=True,
-                type=ParameterType.PARAMETER_STRING_ARRAY,
-            ),
-        )
-        self.declare_parameter(
+        declare_string_list(self, "image_topics", "Several cameras: their image topics. Empty: one camera on 'image'.")
+        declare_string_list(
+            self,
             "camera_names",
-            Parameter.Type.STRING_ARRAY,
-            describe(
-                "With image_topics: output namespace of each camera (<name>/keypoints, <name>/debug_image). "
-                "Unset: camera0, camera1, ...",
-                read_only=True,
-                type=ParameterType.PARAMETER_STRING_ARRAY,
-            ),
+            "With image_topics: output namespace of each camera (<name>/keypoints, <name>/debug_image). "
+            "Empty: camera0, camera1, ...",
         )
         self.declare_parameter(
             "input_qos",

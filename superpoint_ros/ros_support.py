@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 SIGNAL_CHECK_PERIOD_S = 0.2
+STRING_ARRAY = ParameterType.PARAMETER_STRING_ARRAY
 
 
 def describe(description: str, read_only: bool = False, **constraints) -> ParameterDescriptor:
@@ -25,6 +27,21 @@ def integer_range(low: int, high: int) -> dict:
 
 def float_range(low: float, high: float) -> dict:
     return {"floating_point_range": [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
+
+
+def declare_string_list(node: Node, name: str, description: str) -> list[str]:
+    """Declare a read-only string-array parameter whose default is the empty list; return its value.
+
+    rclpy cannot declare `[]` as a string array (it reads as a byte array), and a parameter left
+    unset makes rclpy's get_parameters service answer nothing at all, which leaves
+    `ros2 param dump` of the node empty. So it is declared typed and writable, set to `[]` when
+    nothing overrode it, and then made read-only. A YAML `[]` arrives unset and reads back `[]`.
+    """
+    node.declare_parameter(name, Parameter.Type.STRING_ARRAY, describe(description, type=STRING_ARRAY))
+    if node.get_parameter_or(name).type_ == Parameter.Type.NOT_SET:
+        node.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, [])])
+    node.set_descriptor(name, describe(description, read_only=True, type=STRING_ARRAY))
+    return list(node.get_parameter(name).value)
 
 
 class ErrorThrottle:
