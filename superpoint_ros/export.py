@@ -29,7 +29,7 @@ import warnings
 
 import torch
 
-from superpoint_ros.model import SuperPoint
+from superpoint_ros.model_mit import SuperPointNetwork
 from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError, load_model
 
 OPSET = 17
@@ -44,7 +44,7 @@ _AXES = {
 
 
 def export_onnx(
-    model: SuperPoint,
+    model: SuperPointNetwork,
     destination: pathlib.Path | io.BytesIO,
     height: int | None = None,
     width: int | None = None,
@@ -61,7 +61,7 @@ def export_onnx(
     dynamic_axes = {
         tensor: {axis: name for axis, name, follows in axes if fixed[follows] is None} for tensor, axes in _AXES.items()
     }
-    cpu_model = model if next(model.parameters()).device.type == "cpu" else SuperPoint(model.architecture)
+    cpu_model = model if next(model.parameters()).device.type == "cpu" else type(model)(model.architecture)
     if cpu_model is not model:
         cpu_model.load_state_dict(model.state_dict())
     with warnings.catch_warnings():
@@ -80,7 +80,7 @@ def export_onnx(
         )
 
 
-def onnx_bytes(model: SuperPoint) -> bytes:
+def onnx_bytes(model: SuperPointNetwork) -> bytes:
     """`model` as a serialised ONNX model with every input dimension dynamic."""
     buffer = io.BytesIO()
     export_onnx(model, buffer)
