@@ -186,9 +186,9 @@ def sample_descriptors(
             )
         )
         grid = (keypoints - CELL_SIZE / 2 + 0.5) / extent * 2 - 1
-    sampled = functional.grid_sample(
-        descriptor_map, grid[:, None], mode="bilinear", align_corners=architecture != MIT
-    )[:, :, 0]
+    sampled = functional.grid_sample(descriptor_map, grid[:, None], mode="bilinear", align_corners=architecture != MIT)[
+        :, :, 0
+    ]
     return functional.normalize(sampled, p=2, dim=1).transpose(1, 2)
 
 

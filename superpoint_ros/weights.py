@@ -199,6 +199,27 @@ def read_safetensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def write_safetensors(path: pathlib.Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write `tensors` (dtypes that `read_safetensors` reads) as a safetensors file, its header
+    padded with spaces to a multiple of 8 bytes as the format's own writer does."""
+    names = {dtype: name for name, dtype in _SAFETENSORS_DTYPES.items()}
+    header, blobs, offset = {}, [], 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in names:
+            raise ValueError(f"tensor '{name}' has dtype {tensor.dtype}, which safetensors here does not take")
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {
+            "dtype": names[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        blobs.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
 def _hub_name(magicleap_name: str) -> str:
     layer, _, kind = magicleap_name.rpartition(".")
     return f"{_MAGICLEAP_NAMES[layer]}.{kind}" if layer in _MAGICLEAP_NAMES else magicleap_name
