@@ -24,8 +24,8 @@ model_mit.py for the MIT weights) and nothing after it, in ONNX opset 17:
   cannot see through the normalisation's computed shape; every runtime infers it).
 
 NMS, threshold, borders, top-k and descriptor sampling (which differs between the two networks)
-are left to the caller (`superpoint_ros.keypoints`). Dimensions not fixed by `--batch`, `--height` and `--width` are
-dynamic and named `batch`, `height` and `width`.
+are left to the caller (`superpoint_ros.keypoints`). Dimensions not fixed by `--batch`,
+`--height` and `--width` are dynamic and named `batch`, `height` and `width`.
 """
 
 import argparse
