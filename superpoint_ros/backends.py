@@ -3,6 +3,8 @@
 Every engine is a callable `network(grey) -> (scores, descriptor_map)` with the shapes and
 meaning of `SuperPoint.forward`, taking and returning torch tensors on the detector's device.
 The post-processing after it is the same torch code whichever engine ran.
+Each runs either network: Magic Leap's (`model.SuperPoint`) or the MIT one
+(`model_mit.MitSuperPoint`, whose BatchNorms OpenVINO gets as BatchNorm operations).
 
 - `torch`: the module as it is. On CUDA it runs in `channels_last` with cuDNN's autotuner, and
   optionally in half precision (not measured yet: no GPU was at hand). On the CPU it keeps
