@@ -3,6 +3,8 @@
 Every engine is a callable `network(grey) -> (scores, descriptor_map)` with the shapes and
 meaning of `SuperPoint.forward`, taking and returning torch tensors on the detector's device.
 The post-processing after it is the same torch code whichever engine ran.
+Each runs either network: Magic Leap's (`model.SuperPoint`) or the MIT one
+(`model_mit.MitSuperPoint`, whose BatchNorms OpenVINO gets as BatchNorm operations).
 
 - `torch`: the module as it is. On CUDA it runs in `channels_last` with cuDNN's autotuner, and
   optionally in half precision (not measured yet: no GPU was at hand). On the CPU it keeps
@@ -35,7 +37,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from superpoint_ros.model import CELL_SIZE, SuperPoint
+from superpoint_ros.model import CELL_SIZE
+from superpoint_ros.model_mit import MitSuperPoint, SuperPointNetwork, VggBlock
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 PRECISIONS = ("float32", "float16", "bfloat16", "int8")
@@ -104,7 +107,7 @@ def check_precision(backend: str, device: torch.device, precision: str) -> None:
 
 
 def build_network(
-    model: SuperPoint,
+    model: SuperPointNetwork,
     backend: str,
     device: torch.device,
     precision: str = "float32",
@@ -142,7 +145,7 @@ class CudaTorchNetwork:
     scores by ~1e-3 relative, so they are switched off (a process-wide cuDNN setting).
     """
 
-    def __init__(self, model: SuperPoint, precision: str) -> None:
+    def __init__(self, model: SuperPointNetwork, precision: str) -> None:
         torch.backends.cudnn.benchmark = True
         self.autocast_dtype = None if precision == "float32" else getattr(torch, precision)
         if self.autocast_dtype is None:
@@ -169,7 +172,7 @@ class OpenVinoNetwork:
 
     kept_shapes = 4
 
-    def __init__(self, model: SuperPoint, precision: str = "float32", graph=None) -> None:
+    def __init__(self, model: SuperPointNetwork, precision: str = "float32", graph=None) -> None:
         import openvino
 
         if (precision == "int8") != (graph is not None):
@@ -226,7 +229,7 @@ class OnnxRuntimeNetwork:
 
     def __init__(
         self,
-        model: SuperPoint,
+        model: SuperPointNetwork,
         device: torch.device,
         precision: str = "float32",
         tensorrt_cache_dir: str | pathlib.Path | None = None,
@@ -278,49 +281,65 @@ def _cache_directory(directory: str | pathlib.Path | None) -> pathlib.Path:
     return path
 
 
-def openvino_graph(model: SuperPoint):
+def openvino_graph(model: SuperPointNetwork):
     """`model`'s forward pass as an OpenVINO model with input `(B, 1, H, W)` of any size and
     outputs scores `(B, H', W')` and descriptors `(B, h, w, D)`: channels last, unlike the module.
 
-    Each convolution is named after its module (`encoder.conv_blocks.0.conv_a`, ...), so that
-    quantisation can leave chosen layers in float32.
+    Each convolution is named after its module (`encoder.conv_blocks.0.conv_a`,
+    `backbone.0.0.conv`, ...), so that quantisation can leave chosen layers in float32. The MIT
+    network's BatchNorms stay BatchNorm operations (after a ReLU they cannot be folded into the
+    convolution before them); OpenVINO's compiler fuses them as it sees fit.
     """
     import openvino
     import openvino.opset13 as ops
 
-    def parameters(conv: torch.nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            conv.weight.detach().cpu().float().numpy(),
-            conv.bias.detach().cpu().float().numpy().reshape(1, -1, 1, 1),
-        )
+    def numpy(tensor: torch.Tensor) -> np.ndarray:
+        return tensor.detach().cpu().float().numpy()
 
     names = {module: name for name, module in model.named_modules()}
 
     def conv(x, layer: torch.nn.Conv2d, relu: bool):
-        weight, bias = parameters(layer)
         pad = layer.padding[0]
         convolution = ops.convolution(
-            x, ops.constant(weight), [1, 1], [pad, pad], [pad, pad], [1, 1], name=names[layer]
+            x, ops.constant(numpy(layer.weight)), [1, 1], [pad, pad], [pad, pad], [1, 1], name=names[layer]
         )
-        y = ops.add(convolution, ops.constant(bias))
+        y = ops.add(convolution, ops.constant(numpy(layer.bias).reshape(1, -1, 1, 1)))
         return ops.relu(y) if relu else y
+
+    def vgg_block(x, block: VggBlock):
+        norm = block.bn
+        return ops.batch_norm_inference(
+            conv(x, block.conv, block.relu),
+            *(ops.constant(numpy(tensor)) for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var)),
+            norm.eps,
+        )
+
+    def pool(x):
+        return ops.max_pool(x, [2, 2], [1, 1], [0, 0], [0, 0], [2, 2]).output(0)
 
     images = ops.parameter(openvino.PartialShape([-1, 1, -1, -1]), openvino.Type.f32, name="images")
     x = images
-    for block in model.encoder.conv_blocks:
-        x = conv(conv(x, block.conv_a, relu=True), block.conv_b, relu=True)
-        if block.pool:
-            x = ops.max_pool(x, [2, 2], [1, 1], [0, 0], [0, 0], [2, 2]).output(0)
-    keypoint_head, descriptor_head = model.keypoint_decoder, model.descriptor_decoder
-    logits = conv(conv(x, keypoint_head.conv_score_a, relu=True), keypoint_head.conv_score_b, relu=False)
+    if isinstance(model, MitSuperPoint):
+        for index, stage in enumerate(model.backbone):
+            x = pool(x) if index > 0 else x
+            for block in stage:
+                x = vgg_block(x, block)
+        logits = vgg_block(vgg_block(x, model.detector[0]), model.detector[1])
+        descriptors = vgg_block(vgg_block(x, model.descriptor[0]), model.descriptor[1])
+    else:
+        for block in model.encoder.conv_blocks:
+            x = conv(conv(x, block.conv_a, relu=True), block.conv_b, relu=True)
+            x = pool(x) if block.pool else x
+        keypoint_head, descriptor_head = model.keypoint_decoder, model.descriptor_decoder
+        logits = conv(conv(x, keypoint_head.conv_score_a, relu=True), keypoint_head.conv_score_b, relu=False)
+        descriptors = conv(
+            conv(x, descriptor_head.conv_descriptor_a, relu=True), descriptor_head.conv_descriptor_b, relu=False
+        )
     probabilities = ops.softmax(logits, 1)
     cell_positions = CELL_SIZE * CELL_SIZE
     probabilities = ops.slice(probabilities, np.array([0]), np.array([cell_positions]), np.array([1]), np.array([1]))
     # depth_first DepthToSpace orders channels as pixel_shuffle does.
     scores = ops.squeeze(ops.depth_to_space(probabilities, "depth_first", CELL_SIZE), np.array([1]))
-    descriptors = conv(
-        conv(x, descriptor_head.conv_descriptor_a, relu=True), descriptor_head.conv_descriptor_b, relu=False
-    )
     # max(sum of squares, 1e-24) under the root = max(norm, 1e-12), torch's `normalize` default.
     descriptors = ops.normalize_l2(descriptors, np.array([1]), 1e-24, "max")
     # Channels last costs the network nothing (its output is reordered from a blocked layout either

@@ -28,6 +28,7 @@ import torch
 
 from superpoint_ros.backends import Network
 from superpoint_ros.keypoints import sample_descriptors, select_keypoints_static, simple_nms, to_original_pixels
+from superpoint_ros.model import MAGICLEAP
 
 if TYPE_CHECKING:
     from superpoint_ros.detector import DetectionSettings
@@ -54,8 +55,10 @@ def run_pipeline(
     settings: "DetectionSettings",
     original_size: tuple[int, int],
     capacity: int,
+    architecture: str = MAGICLEAP,
 ) -> torch.Tensor:
-    """Network to packed results `(B, 1 + K·(3 + D))` float32, without a host sync.
+    """Network to packed results `(B, 1 + K·(3 + D))` float32, without a host sync; descriptors
+    sampled as `architecture`'s reference does.
 
     Per image: the keypoint count (as int32 bits, so it stays exact), then K rows of
     x, y (original pixels), score, descriptor. K = min(`capacity`, pixels of the score map).
@@ -65,7 +68,7 @@ def run_pipeline(
     keypoints, keypoint_scores, counts = select_keypoints_static(
         scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints, capacity
     )
-    descriptors = sample_descriptors(descriptor_map, keypoints)
+    descriptors = sample_descriptors(descriptor_map, keypoints, architecture)
     keypoints = to_original_pixels(keypoints, tuple(grey.shape[-2:]), original_size)
     rows = torch.cat((keypoints, keypoint_scores[..., None], descriptors), dim=-1).flatten(1)
     return torch.cat((counts.to(torch.int32).view(torch.float32)[:, None], rows), dim=1)
@@ -87,8 +90,11 @@ class GraphedPipeline:
     kept_graphs = 4
     initial_capacity = INITIAL_CAPACITY
 
-    def __init__(self, network: Network, device: torch.device, descriptor_size: int) -> None:
+    def __init__(
+        self, network: Network, device: torch.device, descriptor_size: int, architecture: str = MAGICLEAP
+    ) -> None:
         self._network = network
+        self._architecture = architecture
         self._device = device
         self._descriptor_size = descriptor_size
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
@@ -149,7 +155,7 @@ class GraphedPipeline:
         static_grey = grey.clone()
 
         def run() -> torch.Tensor:
-            return run_pipeline(self._network, static_grey, settings, original_size, capacity)
+            return run_pipeline(self._network, static_grey, settings, original_size, capacity, self._architecture)
 
         # cuDNN's autotuning and lazy initialisation synchronise, which a capture forbids: they
         # happen in these runs, on a side stream as torch.cuda.graph requires.

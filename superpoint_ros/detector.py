@@ -41,7 +41,7 @@ from superpoint_ros.backends import (
 from superpoint_ros.calibration import CALIBRATION_COUNT, CALIBRATION_SHAPE, calibration_scenes, read_calibration_images
 from superpoint_ros.images import check_image, to_grey_batch
 from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms, to_original_pixels
-from superpoint_ros.weights import DEFAULT_WEIGHTS, load_model
+from superpoint_ros.weights import AUTO_ARCHITECTURE, DEFAULT_WEIGHTS, load_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +115,13 @@ class Detector:
     """SuperPoint from weights to per-image detections.
 
     `weights` is a hub repo id, a local directory or file, or `"random"` (with `seed`); see
-    `superpoint_ros.weights`. `resize` is an optional `(height, width)` every image is scaled to
-    before the network; keypoints are still reported in the original image's pixels.
-    `settings` can be replaced between calls (`detector.settings = DetectionSettings(...)`);
-    each `detect` call reads it once.
+    `superpoint_ros.weights`. `architecture` `"auto"` runs the network the weights hold, Magic
+    Leap's or the MIT one; `"magicleap"` or `"mit"` refuses weights of the other (and picks the
+    network `"random"` initialises). The attribute `architecture` names the one that runs; its
+    grey conversion, network and descriptor sampling are its reference's. `resize` is an
+    optional `(height, width)` every image is scaled to before the network; keypoints are still
+    reported in the original image's pixels. `settings` can be replaced between calls
+    (`detector.settings = DetectionSettings(...)`); each `detect` call reads it once.
 
     `backend` picks the engine that runs the network (`superpoint_ros.backends`): `"auto"` is
     OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` (CUDA)
@@ -162,6 +165,7 @@ class Detector:
         calibration_shape: tuple[int, int] | None = None,
         quantization_cache_dir: str | None = None,
         logger: Logger | None = None,
+        architecture: str = AUTO_ARCHITECTURE,
     ) -> None:
         self.settings = DetectionSettings(keypoint_threshold, nms_radius, max_keypoints, border_removal_distance)
         if resize is not None and (len(resize) != 2 or min(resize) < 8):
@@ -182,7 +186,8 @@ class Detector:
             check_nncf()
             if calibration_count < 1:
                 raise ValueError(f"calibration_count must be >= 1, got {calibration_count}")
-        self.model = load_model(weights, weights_revision, seed).to(self.device)
+        self.model = load_model(weights, weights_revision, seed, architecture).to(self.device)
+        self.architecture = self.model.architecture_name
         if precision == "int8" and calibration == "frames":
             self.precision = "float32"
             self._calibration_frames = []
@@ -204,11 +209,11 @@ class Detector:
         if cuda_graphs and self.device.type == "cuda" and backend == "torch":
             from superpoint_ros.cuda_graphs import GraphedPipeline
 
-            self.graphs = GraphedPipeline(self.network, self.device, self.descriptor_size)
+            self.graphs = GraphedPipeline(self.network, self.device, self.descriptor_size, self.architecture)
 
     @property
     def descriptor_size(self) -> int:
-        return self.model.architecture.descriptor_decoder_dim
+        return self.model.descriptor_size
 
     def _int8_network(self, calibration: list[np.ndarray] | str, images: list[np.ndarray] | None = None):
         """The int8 engine calibrated on `calibration` (grey float32 images, or the description
@@ -321,7 +326,7 @@ class Detector:
         )
         original_keypoints = to_original_pixels(keypoints, tuple(grey.shape[-2:]), (height, width))
         mark("postprocess")
-        descriptors = sample_descriptors(descriptor_map, keypoints)
+        descriptors = sample_descriptors(descriptor_map, keypoints, self.architecture)
         mark("descriptors")
         keypoints, keypoint_scores, descriptors = _to_host(original_keypoints, keypoint_scores, descriptors)
         mark("to_host")
@@ -350,7 +355,7 @@ class Detector:
 
     def _network_input(self, images: list[np.ndarray], channel_order: str) -> torch.Tensor:
         """`(B, 1, h, w)` grey float32 in [0, 1] on the device, resized when `resize` is set."""
-        grey = to_grey_batch(images, self.device, channel_order)
+        grey = to_grey_batch(images, self.device, channel_order, self.architecture)
         if self.resize is not None and self.resize != tuple(grey.shape[-2:]):
             grey = functional.interpolate(grey, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
         return grey

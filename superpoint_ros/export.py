@@ -1,24 +1,31 @@
-"""`superpoint-export`: the SuperPoint network as an ONNX file, for ONNX Runtime or TensorRT.
+"""`superpoint-export`: the SuperPoint network as an ONNX file, for ONNX Runtime or TensorRT,
+and its weights as a `.safetensors` file.
 
 ```
 superpoint-export --onnx superpoint.onnx                                   # any batch, height, width
 superpoint-export --onnx superpoint_480x640.onnx --height 480 --width 640 --batch 1
 python -m superpoint_ros.export --onnx superpoint.onnx --weights path/to/model.safetensors
+superpoint-export --weights superpoint_v6_from_tf.pth --safetensors superpoint_v6_from_tf.safetensors
 ```
 
-The file holds `SuperPoint.forward` (model.py) and nothing after it, in ONNX opset 17:
+`--safetensors` writes the weights the loader read, under the names it recognises (the
+hub's for Magic Leap's, the reference's for the MIT network), with no pickle in the file.
+
+The ONNX file holds the network's forward (`SuperPoint` of model.py, or `MitSuperPoint` of
+model_mit.py for the MIT weights) and nothing after it, in ONNX opset 17:
 
 - input `image`: float32 `(batch, 1, height, width)`, grey in [0, 1] (the `Detector`'s grey
-  conversion: 0.2989 R + 0.5870 G + 0.1140 B of 8-bit values divided by 255);
+  conversion of 8-bit values divided by 255: 0.2989 R + 0.5870 G + 0.1140 B for Magic Leap's
+  network, 0.299 R + 0.587 G + 0.114 B for the MIT one);
 - output `scores`: float32 `(batch, 8·⌊height/8⌋, 8·⌊width/8⌋)`, each pixel's keypoint
   probability before non-maximum suppression;
 - output `descriptors`: float32 `(batch, 256, ⌊height/8⌋, ⌊width/8⌋)`, the coarse descriptor
   map, unit length along the 256 channels (the file leaves that 256 symbolic: the exporter
   cannot see through the normalisation's computed shape; every runtime infers it).
 
-NMS, threshold, borders, top-k and descriptor sampling are left to the caller
-(`superpoint_ros.keypoints`). Dimensions not fixed by `--batch`, `--height` and `--width` are
-dynamic and named `batch`, `height` and `width`.
+NMS, threshold, borders, top-k and descriptor sampling (which differs between the two networks)
+are left to the caller (`superpoint_ros.keypoints`). Dimensions not fixed by `--batch`,
+`--height` and `--width` are dynamic and named `batch`, `height` and `width`.
 """
 
 import argparse
@@ -29,8 +36,8 @@ import warnings
 
 import torch
 
-from superpoint_ros.model import SuperPoint
-from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError, load_model
+from superpoint_ros.model_mit import SuperPointNetwork
+from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError, load_model, write_safetensors
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -44,7 +51,7 @@ _AXES = {
 
 
 def export_onnx(
-    model: SuperPoint,
+    model: SuperPointNetwork,
     destination: pathlib.Path | io.BytesIO,
     height: int | None = None,
     width: int | None = None,
@@ -61,7 +68,7 @@ def export_onnx(
     dynamic_axes = {
         tensor: {axis: name for axis, name, follows in axes if fixed[follows] is None} for tensor, axes in _AXES.items()
     }
-    cpu_model = model if next(model.parameters()).device.type == "cpu" else SuperPoint(model.architecture)
+    cpu_model = model if next(model.parameters()).device.type == "cpu" else type(model)(model.architecture)
     if cpu_model is not model:
         cpu_model.load_state_dict(model.state_dict())
     with warnings.catch_warnings():
@@ -80,7 +87,7 @@ def export_onnx(
         )
 
 
-def onnx_bytes(model: SuperPoint) -> bytes:
+def onnx_bytes(model: SuperPointNetwork) -> bytes:
     """`model` as a serialised ONNX model with every input dimension dynamic."""
     buffer = io.BytesIO()
     export_onnx(model, buffer)
@@ -89,7 +96,10 @@ def onnx_bytes(model: SuperPoint) -> bytes:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="superpoint-export", description=__doc__.splitlines()[0])
-    parser.add_argument("--onnx", type=pathlib.Path, required=True, help="the ONNX file to write")
+    parser.add_argument("--onnx", type=pathlib.Path, default=None, help="the ONNX file to write")
+    parser.add_argument(
+        "--safetensors", type=pathlib.Path, default=None, help="write the weights to this .safetensors file"
+    )
     parser.add_argument(
         "--weights",
         default=DEFAULT_WEIGHTS,
@@ -99,17 +109,26 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=None, help="fix the input height (default: dynamic)")
     parser.add_argument("--width", type=int, default=None, help="fix the input width (default: dynamic)")
     parser.add_argument("--batch", type=int, default=None, help="fix the batch size (default: dynamic)")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.onnx is None and arguments.safetensors is None:
+        parser.error("give --onnx, --safetensors or both")
+    return arguments
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
         model = load_model(arguments.weights, arguments.revision)
-        export_onnx(model, arguments.onnx, arguments.height, arguments.width, arguments.batch)
+        if arguments.safetensors is not None:
+            write_safetensors(arguments.safetensors, model.state_dict())
+            print(f"wrote {arguments.safetensors}: the {model.architecture_name} SuperPoint's weights")
+        if arguments.onnx is not None:
+            export_onnx(model, arguments.onnx, arguments.height, arguments.width, arguments.batch)
     except (WeightsError, ValueError, OSError) as error:
         print(f"superpoint-export: {error}", file=sys.stderr)
         return 2
+    if arguments.onnx is None:
+        return 0
 
     def side(size: int | None, name: str) -> str:
         return name if size is None else str(size)

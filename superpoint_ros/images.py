@@ -7,20 +7,23 @@ clipped to [0, 1] (−Inf to 0, +Inf and anything above 1 to 1), so that whateve
 holds the network sees finite input of the range it was trained on, and every engine gives finite
 scores and unit-length descriptors. A float image in other units (a depth image in metres) is
 therefore mostly saturated; scale it to [0, 1] first.
-Colour becomes grey with the luma weights 0.2989 R + 0.5870 G + 0.1140 B, the ones the
-reference image processor applies with `do_grayscale=True`, in the same float32 operation order,
-so that our grey pixels are bit-identical to its. Like it, an image whose three channels are all
-equal (a grey PNG that OpenCV loaded as BGR) is taken as it is.
+Colour becomes grey as each architecture's reference does it, in the same float32 operation
+order, so that our grey pixels are bit-identical to its:
+- `magicleap`: 0.2989 R + 0.5870 G + 0.1140 B, the weights transformers' image processor applies
+  with `do_grayscale=True`. Like it, an image whose three channels are all equal (a grey PNG that
+  OpenCV loaded as BGR) is taken as it is.
+- `mit`: 0.299 R + 0.587 G + 0.114 B, always, as rpautrat/SuperPoint's forward does for 3 channels.
 """
 
 import numpy as np
 import torch
 
-from superpoint_ros.model import CELL_SIZE
+from superpoint_ros.model import CELL_SIZE, MAGICLEAP, MIT
 
 MIN_SIDE = CELL_SIZE
 """Fewest pixels per side: the network pools by 2 three times, so it needs one whole 8×8 cell."""
 LUMA_RGB = (0.2989, 0.5870, 0.1140)
+MIT_LUMA_RGB = (0.299, 0.587, 0.114)
 CHANNEL_ORDERS = ("bgr", "rgb")
 _FULL_SCALE = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 
@@ -45,8 +48,11 @@ def check_image(image: np.ndarray) -> None:
         )
 
 
-def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order: str = "bgr") -> torch.Tensor:
-    """Stack same-shape, same-dtype images into a `(B, 1, H, W)` float32 tensor on `device`.
+def to_grey_batch(
+    images: list[np.ndarray], device: torch.device, channel_order: str = "bgr", architecture: str = MAGICLEAP
+) -> torch.Tensor:
+    """Stack same-shape, same-dtype images into a `(B, 1, H, W)` float32 tensor on `device`,
+    colour made grey as `architecture`'s reference does (see the module docstring).
 
     Pixels travel to the device in their own dtype (a uint8 frame is a quarter of its float32
     size), and scaling and grey conversion run there.
@@ -75,6 +81,9 @@ def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order:
         return batch.permute(0, 3, 1, 2)
     red, green, blue = (2, 1, 0) if channel_order == "bgr" else (0, 1, 2)
     channels = batch.unbind(dim=-1)
-    grey = channels[red] * LUMA_RGB[0] + channels[green] * LUMA_RGB[1] + channels[blue] * LUMA_RGB[2]
+    luma = MIT_LUMA_RGB if architecture == MIT else LUMA_RGB
+    grey = channels[red] * luma[0] + channels[green] * luma[1] + channels[blue] * luma[2]
+    if architecture == MIT:
+        return grey[:, None]
     already_grey = ((channels[0] == channels[1]) & (channels[1] == channels[2])).flatten(1).all(dim=1)
     return torch.where(already_grey[:, None, None], channels[0], grey)[:, None]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from superpoint_ros.model import CELL_SIZE
+from superpoint_ros.model import CELL_SIZE, MAGICLEAP, MIT
 
 _OPENCV_DILATE_DTYPES = (torch.uint8, torch.int16, torch.float32, torch.float64)
 
@@ -156,24 +156,39 @@ def _best_kept(
     return keypoint_scores, positions
 
 
-def sample_descriptors(descriptor_map: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+def sample_descriptors(
+    descriptor_map: torch.Tensor, keypoints: torch.Tensor, architecture: str = MAGICLEAP
+) -> torch.Tensor:
     """Bilinearly sample dense descriptors `(B, D, h, w)` at pixels `(B, K, 2)` → `(B, K, D)`.
 
-    The pixel → cell mapping is the reference implementation's (cell centres at 8c + 3.5, scaled
-    to `align_corners=True` grid coordinates), so that descriptors match it. Samples are
-    L2-normalised. A channels-last map gives the same bits about twice as fast on the CPU at
-    hundreds of keypoints or more; converting one to it costs more than that saves.
+    Each architecture has its reference's pixel → cell mapping, so that descriptors match it:
+    - `magicleap`: cell centres at 8c + 3.5, scaled to `align_corners=True` grid coordinates
+      (transformers' and Magic Leap's);
+    - `mit`: (x + 0.5) / (8·w) mapped to [-1, 1] with `align_corners=False` (rpautrat/SuperPoint's),
+      which reads cell c at 8c + 3.5 too but scales by exactly 1/8, so the two part towards the
+      far edges; outside the outer cell centres it blends with zeros, which the normalisation
+      then cancels.
+    Samples are L2-normalised. A channels-last map gives the same bits about twice as fast on
+    the CPU at hundreds of keypoints or more; converting one to it costs more than that saves.
     """
     _, _, cells_high, cells_wide = descriptor_map.shape
-    # Filled on the device, not copied from the host, so that a CUDA graph can capture it.
-    extent = torch.stack(
-        (
-            keypoints.new_full((), cells_wide * CELL_SIZE - CELL_SIZE / 2 - 0.5),
-            keypoints.new_full((), cells_high * CELL_SIZE - CELL_SIZE / 2 - 0.5),
+    # Constants are filled on the device, not copied from the host, so that a CUDA graph can capture them.
+    if architecture == MIT:
+        extent = torch.stack(
+            (keypoints.new_full((), cells_wide * CELL_SIZE), keypoints.new_full((), cells_high * CELL_SIZE))
         )
-    )
-    grid = (keypoints - CELL_SIZE / 2 + 0.5) / extent * 2 - 1
-    sampled = functional.grid_sample(descriptor_map, grid[:, None], mode="bilinear", align_corners=True)[:, :, 0]
+        grid = (keypoints + 0.5) / extent * 2 - 1
+    else:
+        extent = torch.stack(
+            (
+                keypoints.new_full((), cells_wide * CELL_SIZE - CELL_SIZE / 2 - 0.5),
+                keypoints.new_full((), cells_high * CELL_SIZE - CELL_SIZE / 2 - 0.5),
+            )
+        )
+        grid = (keypoints - CELL_SIZE / 2 + 0.5) / extent * 2 - 1
+    sampled = functional.grid_sample(descriptor_map, grid[:, None], mode="bilinear", align_corners=architecture != MIT)[
+        :, :, 0
+    ]
     return functional.normalize(sampled, p=2, dim=1).transpose(1, 2)
 
 

@@ -12,6 +12,22 @@ from torch.nn import functional
 CELL_SIZE = 8
 """Side in pixels of the cell each position of the network's coarse output covers."""
 
+MAGICLEAP = "magicleap"
+"""Magic Leap's SuperPoint (this module), as transformers runs it."""
+MIT = "mit"
+"""The MIT-licensed SuperPoint of rpautrat/SuperPoint (`model_mit`)."""
+ARCHITECTURES = (MAGICLEAP, MIT)
+
+
+def cell_probabilities_to_scores(logits: torch.Tensor) -> torch.Tensor:
+    """Keypoint logits `(B, 65, h, w)` → per-pixel scores `(B, 8h, 8w)`.
+
+    64 cell positions plus one "no keypoint" channel, which is dropped after the softmax; channel
+    8·i + j is the cell's pixel at row i, column j.
+    """
+    probabilities = functional.softmax(logits, dim=1)[:, :-1]
+    return functional.pixel_shuffle(probabilities, CELL_SIZE)[:, 0]
+
 
 @dataclass(frozen=True)
 class SuperPointArchitecture:
@@ -58,10 +74,7 @@ class KeypointHead(nn.Module):
         self.conv_score_b = nn.Conv2d(hidden_size, out_channels, kernel_size=1)
 
     def forward(self, encoded: torch.Tensor) -> torch.Tensor:
-        logits = self.conv_score_b(functional.relu(self.conv_score_a(encoded)))
-        # 64 cell positions plus one "no keypoint" channel, which is dropped after the softmax.
-        probabilities = functional.softmax(logits, dim=1)[:, :-1]
-        return functional.pixel_shuffle(probabilities, CELL_SIZE)[:, 0]
+        return cell_probabilities_to_scores(self.conv_score_b(functional.relu(self.conv_score_a(encoded))))
 
 
 class DescriptorHead(nn.Module):
@@ -84,6 +97,8 @@ class SuperPoint(nn.Module):
     - `descriptors` `(B, D, H//8, W//8)`: dense descriptors, L2-normalised along D.
     """
 
+    architecture_name = MAGICLEAP
+
     def __init__(self, architecture: SuperPointArchitecture = SuperPointArchitecture()) -> None:
         super().__init__()
         self.architecture = architecture
@@ -95,6 +110,10 @@ class SuperPoint(nn.Module):
         self.descriptor_decoder = DescriptorHead(
             encoded_size, architecture.decoder_hidden_size, architecture.descriptor_decoder_dim
         )
+
+    @property
+    def descriptor_size(self) -> int:
+        return self.architecture.descriptor_decoder_dim
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         encoded = self.encoder(images)

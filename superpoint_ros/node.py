@@ -62,6 +62,7 @@ from superpoint_ros.detector import Detections, DetectionSettings, Detector
 from superpoint_ros.diagnostics import CameraHealth, FrameCounters, camera_status
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError
+from superpoint_ros.model import ARCHITECTURES
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.ros_messages import decode_frame_message, image_message, keypoint_array_message
 from superpoint_ros.ros_support import (
@@ -72,7 +73,7 @@ from superpoint_ros.ros_support import (
     integer_range,
     run_node,
 )
-from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
+from superpoint_ros.weights import AUTO_ARCHITECTURE, DEFAULT_WEIGHTS, LICENCES, RANDOM_WEIGHTS, WeightsError
 
 NODE_NAME = "superpoint_detector"
 RUNTIME_PARAMETERS = ("keypoint_threshold", "nms_radius", "max_keypoints", "border_removal_distance")
@@ -197,12 +198,14 @@ class DetectorNode(Node):
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
     def _show_engine_in_use(self) -> None:
-        """`backend` becomes the engine that runs (`Detector.backend`), read-only. rclpy refuses to
-        change a read-only parameter even from the node itself, hence declared writable at first."""
-        descriptor = self.describe_parameter("backend")
-        self.undeclare_parameter("backend")
-        descriptor.read_only = True
-        self.declare_parameter("backend", self.detector.backend, descriptor, ignore_override=True)
+        """`backend` and `architecture` become the engine and network that run (`Detector.backend`,
+        `Detector.architecture`), read-only. rclpy refuses to change a read-only parameter even
+        from the node itself, hence declared writable at first."""
+        for name, value in (("backend", self.detector.backend), ("architecture", self.detector.architecture)):
+            descriptor = self.describe_parameter(name)
+            self.undeclare_parameter(name)
+            descriptor.read_only = True
+            self.declare_parameter(name, value, descriptor, ignore_override=True)
 
     def _declare_parameters(self) -> None:
         settings = DetectionSettings()
@@ -211,8 +214,19 @@ class DetectorNode(Node):
             DEFAULT_WEIGHTS,
             describe(
                 "Hugging Face repo id, local directory holding model.safetensors, a .safetensors or "
-                f"MagicLeap .pth file, or '{RANDOM_WEIGHTS}' (untrained, for tests: keypoints are not meaningful).",
+                "MagicLeap .pth file, rpautrat/SuperPoint's MIT-licensed superpoint_v6_from_tf.pth, "
+                f"or '{RANDOM_WEIGHTS}' (untrained, for tests: keypoints are not meaningful).",
                 read_only=True,
+            ),
+        )
+        # Writable only until the detector exists: then `_show_engine_in_use` makes it read-only.
+        self.declare_parameter(
+            "architecture",
+            AUTO_ARCHITECTURE,
+            describe(
+                "Network the weights hold: auto (read off the file), magicleap or mit (a file of the other "
+                "is refused). Reads back as the one in use.",
+                additional_constraints=" | ".join((AUTO_ARCHITECTURE, *ARCHITECTURES)),
             ),
         )
         self.declare_parameter(
@@ -388,6 +402,7 @@ class DetectorNode(Node):
         detector = Detector(
             weights=weights,
             weights_revision=self._parameter("weights_revision") or None,
+            architecture=self._parameter("architecture"),
             device=requested_device,
             # Also as the parameter reads back, `onnxruntime (CPUExecutionProvider)`, so that the
             # file `ros2 param dump` writes starts the node again.
@@ -410,6 +425,8 @@ class DetectorNode(Node):
         )
         if detector.wants_calibration_frames:
             self.get_logger().info("int8 takes over once it is calibrated on the first frames")
+        licence = "untrained, no licence" if weights == RANDOM_WEIGHTS else LICENCES[detector.architecture]
+        self.get_logger().info(f"Network: the {detector.architecture} architecture; {licence}")
         if weights == RANDOM_WEIGHTS:
             self.get_logger().warning("Random weights: the keypoints are not meaningful.")
         return detector

@@ -20,10 +20,9 @@ import tempfile
 
 import numpy as np
 
-from superpoint_ros.model import SuperPoint
+from superpoint_ros.model_mit import SuperPointNetwork
 
 NNCF_REQUIREMENT = "nncf==3.4.0"
-FIRST_CONVOLUTION = "encoder.conv_blocks.0.conv_a"
 # v2: the float graph gives its descriptors channels last; a v1 file would give them channels first.
 _RECIPE = "nncf-ptq-performance-all-int8-v2"
 
@@ -44,7 +43,7 @@ def check_nncf() -> None:
         ) from error
 
 
-def cache_key(model: SuperPoint, calibration: list[np.ndarray] | str) -> str:
+def cache_key(model: SuperPointNetwork, calibration: list[np.ndarray] | str) -> str:
     """Hex digest naming the quantised model of `model` calibrated on `calibration`, for the
     installed openvino and nncf.
 
@@ -70,7 +69,7 @@ def cache_key(model: SuperPoint, calibration: list[np.ndarray] | str) -> str:
 
 
 def cache_path(
-    model: SuperPoint,
+    model: SuperPointNetwork,
     calibration: list[np.ndarray] | str,
     cache_dir: str | pathlib.Path | None = None,
 ) -> pathlib.Path:
@@ -131,7 +130,7 @@ def quantize(float_graph, images: list[np.ndarray], keep_first_convolution: bool
     # NNCF reports progress bars and per-step INFO lines; a detector starting up should not.
     nncf.set_log_level(logging.ERROR)
     samples = [np.ascontiguousarray(image, dtype=np.float32)[None, None] for image in images]
-    ignored = nncf.IgnoredScope(names=[FIRST_CONVOLUTION]) if keep_first_convolution else None
+    ignored = nncf.IgnoredScope(names=[first_convolution(float_graph)]) if keep_first_convolution else None
     return nncf.quantize(
         float_graph,
         nncf.Dataset(samples),
@@ -139,3 +138,9 @@ def quantize(float_graph, images: list[np.ndarray], keep_first_convolution: bool
         subset_size=len(samples),
         ignored_scope=ignored,
     )
+
+
+def first_convolution(graph) -> str:
+    """The name of `graph`'s first convolution (1→64 channels, on the raw pixels), whichever
+    architecture built it."""
+    return next(op.get_friendly_name() for op in graph.get_ordered_ops() if op.get_type_name() == "Convolution")

@@ -5,8 +5,13 @@ Accepted `weights` values:
   through `huggingface_hub` and its cache; `HF_HUB_OFFLINE=1` is honoured;
 - a directory holding `model.safetensors` (the hub layout), or a `.safetensors` file;
 - MagicLeap's original `superpoint_v1.pth` (keys `conv1a.weight` … `convDb.bias`);
+- the MIT-licensed `superpoint_v6_from_tf.pth` of rpautrat/SuperPoint (keys
+  `backbone.0.0.conv.weight`, `backbone.0.0.bn.running_mean`, … `descriptor.1.bn.bias`), or the
+  same tensors in a `.safetensors` file (`superpoint-export --safetensors` converts);
 - `random`, for tests and demos: seeded random initialisation, never chosen implicitly.
 
+Which network the file holds (its `architecture`: `magicleap` or `mit`) is read off its tensor
+names; `architecture` may also be asked for, and a file of the other layout is then refused.
 Every failure is a `WeightsError` whose message is one sentence naming the source and the fault.
 """
 
@@ -18,11 +23,25 @@ import struct
 import numpy as np
 import torch
 
-from superpoint_ros.model import SuperPoint, SuperPointArchitecture
+from superpoint_ros.model import ARCHITECTURES, MAGICLEAP, MIT, SuperPoint, SuperPointArchitecture
+from superpoint_ros.model_mit import MitArchitecture, MitSuperPoint, SuperPointNetwork
 
 DEFAULT_WEIGHTS = "magic-leap-community/superpoint"
 RANDOM_WEIGHTS = "random"
 HUB_FILENAME = "model.safetensors"
+AUTO_ARCHITECTURE = "auto"
+
+LICENCES = {
+    MAGICLEAP: "Magic Leap's SuperPoint weights are licensed for non-commercial use only",
+    MIT: "rpautrat/SuperPoint's weights are MIT-licensed",
+}
+"""What the published weights of each architecture may be used for (README, licence section)."""
+_LAYOUTS = (
+    "Magic Leap's ('encoder.conv_blocks.0.conv_a.weight' ... as on the Hugging Face hub, or "
+    "'conv1a.weight' ... as in superpoint_v1.pth) nor the MIT one of rpautrat/SuperPoint "
+    "('backbone.0.0.conv.weight', 'backbone.0.0.bn.running_mean' ... as in superpoint_v6_from_tf.pth)"
+)
+_MIT_STAGE = re.compile(r"backbone\.(\d+)\.1\.conv\.weight")
 
 _MAGICLEAP_NAMES = {
     **{f"conv{block + 1}{half}": f"encoder.conv_blocks.{block}.conv_{half}" for block in range(4) for half in "ab"},
@@ -38,22 +57,51 @@ class WeightsError(RuntimeError):
     """The weights could not be found, read, or do not fit SuperPoint."""
 
 
-def load_model(weights: str = DEFAULT_WEIGHTS, revision: str | None = None, seed: int = 0) -> SuperPoint:
-    """Build a `SuperPoint` in eval mode from `weights` (see the module docstring)."""
+def load_model(
+    weights: str = DEFAULT_WEIGHTS, revision: str | None = None, seed: int = 0, architecture: str = AUTO_ARCHITECTURE
+) -> SuperPointNetwork:
+    """Build the network `weights` holds, in eval mode (see the module docstring).
+
+    `architecture` `auto` takes the file's; `magicleap` or `mit` refuses a file of the other
+    layout, and picks the network that `random` weights initialise.
+    """
+    if architecture not in (AUTO_ARCHITECTURE, *ARCHITECTURES):
+        raise WeightsError(f"architecture must be one of {(AUTO_ARCHITECTURE, *ARCHITECTURES)}, got {architecture!r}.")
     if weights == RANDOM_WEIGHTS:
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
-            model = SuperPoint()
+            model = MitSuperPoint() if architecture == MIT else SuperPoint()
         finally:
             torch.random.set_rng_state(generator_state)
         return model.eval()
     path = resolve_weights_file(weights, revision)
     state_dict = read_state_dict(path)
-    model = SuperPoint(architecture_of(state_dict, path))
+    found = layout_of(state_dict, path)
+    if architecture not in (AUTO_ARCHITECTURE, found):
+        raise WeightsError(
+            f"{path} holds the {found} SuperPoint, but architecture '{architecture}' was asked for; "
+            f"set architecture to '{found}' or '{AUTO_ARCHITECTURE}'."
+        )
+    if found == MIT:
+        # Only training reads BatchNorm's batch counter; the converted .pth does not hold it.
+        state_dict = {name: tensor for name, tensor in state_dict.items() if not name.endswith(".num_batches_tracked")}
+        model = MitSuperPoint(mit_architecture_of(state_dict, path))
+    else:
+        model = SuperPoint(architecture_of(state_dict, path))
     check_state_dict(model, state_dict, path)
     model.load_state_dict(state_dict)
     return model.eval()
+
+
+def layout_of(state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> str:
+    """`magicleap` or `mit`, from the tensor names (after `read_state_dict`'s renaming)."""
+    if any(name.startswith("encoder.conv_blocks.") for name in state_dict):
+        return MAGICLEAP
+    if any(_MIT_STAGE.fullmatch(name) for name in state_dict):
+        return MIT
+    first = ", ".join(f"'{name}'" for name in list(state_dict)[:3]) or "no tensors"
+    raise WeightsError(f"{path} is not a SuperPoint checkpoint: its tensors ({first} ...) follow neither {_LAYOUTS}.")
 
 
 def resolve_weights_file(weights: str, revision: str | None = None) -> pathlib.Path:
@@ -87,7 +135,7 @@ def _download_from_hub(repo_id: str, revision: str | None) -> pathlib.Path:
 
 
 def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:
-    """Tensors of a `.safetensors` file or a MagicLeap `.pth`, under the hub's parameter names."""
+    """Tensors of a `.safetensors` or `.pth` file; a MagicLeap `.pth`'s under the hub's names."""
     if path.suffix == ".safetensors":
         try:
             return read_safetensors(path)
@@ -109,6 +157,8 @@ _SAFETENSORS_DTYPES = {
     "F32": torch.float32,
     "F16": torch.float16,
     "BF16": torch.bfloat16,
+    # BatchNorm's batch counter, in a state_dict saved from a PyTorch module in training form.
+    "I64": torch.int64,
 }
 
 
@@ -149,6 +199,27 @@ def read_safetensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def write_safetensors(path: pathlib.Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write `tensors` (dtypes that `read_safetensors` reads) as a safetensors file, its header
+    padded with spaces to a multiple of 8 bytes as the format's own writer does."""
+    names = {dtype: name for name, dtype in _SAFETENSORS_DTYPES.items()}
+    header, blobs, offset = {}, [], 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in names:
+            raise ValueError(f"tensor '{name}' has dtype {tensor.dtype}, which safetensors here does not take")
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {
+            "dtype": names[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        blobs.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
 def _hub_name(magicleap_name: str) -> str:
     layer, _, kind = magicleap_name.rpartition(".")
     return f"{_MAGICLEAP_NAMES[layer]}.{kind}" if layer in _MAGICLEAP_NAMES else magicleap_name
@@ -165,7 +236,7 @@ def architecture_of(state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> 
 
     blocks = sum(1 for name in state_dict if re.fullmatch(r"encoder\.conv_blocks\.\d+\.conv_b\.weight", name))
     if blocks == 0:
-        raise WeightsError(f"{path} has no 'encoder.conv_blocks.*' tensors; it is not a SuperPoint checkpoint.")
+        raise WeightsError(f"{path} has no 'encoder.conv_blocks.*.conv_b' tensors; it is not a whole SuperPoint.")
     return SuperPointArchitecture(
         encoder_hidden_sizes=tuple(out_channels(f"encoder.conv_blocks.{i}.conv_b") for i in range(blocks)),
         decoder_hidden_size=out_channels("keypoint_decoder.conv_score_a"),
@@ -174,7 +245,32 @@ def architecture_of(state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> 
     )
 
 
-def check_state_dict(model: SuperPoint, state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> None:
+def mit_architecture_of(state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> MitArchitecture:
+    """The MIT network's widths, read off the tensors; its cells must be 8×8 (three poolings)."""
+
+    def out_channels(name: str) -> int:
+        tensor = state_dict.get(f"{name}.conv.weight")
+        if tensor is None or tensor.ndim != 4:
+            raise WeightsError(f"{path} has no 4-d tensor '{name}.conv.weight'; it is not a whole MIT SuperPoint.")
+        return tensor.shape[0]
+
+    stages = sum(1 for name in state_dict if _MIT_STAGE.fullmatch(name))
+    architecture = MitArchitecture(
+        backbone_sizes=tuple(out_channels(f"backbone.{stage}.1") for stage in range(stages)),
+        head_size=out_channels("detector.0"),
+        keypoint_dim=out_channels("detector.1"),
+        descriptor_dim=out_channels("descriptor.1"),
+    )
+    expected = MitArchitecture()
+    if stages != len(expected.backbone_sizes) or architecture.keypoint_dim != expected.keypoint_dim:
+        raise WeightsError(
+            f"{path} has {stages} backbone stages and {architecture.keypoint_dim} keypoint channels; "
+            f"SuperPoint's 8x8 cells need {len(expected.backbone_sizes)} and {expected.keypoint_dim}."
+        )
+    return architecture
+
+
+def check_state_dict(model: SuperPointNetwork, state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> None:
     """Raise a `WeightsError` naming missing, unexpected or mis-shaped tensors."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
