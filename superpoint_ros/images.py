@@ -13,6 +13,8 @@ so that our grey pixels are bit-identical to its. Like it, an image whose three 
 equal (a grey PNG that OpenCV loaded as BGR) is taken as it is.
 """
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -45,6 +47,15 @@ def check_image(image: np.ndarray) -> None:
         )
 
 
+def device_guard(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make `device` the current CUDA device inside (nothing for the CPU).
+
+    CUDA calls that take no device, such as pinning host memory, work on the current device; left
+    at GPU 0, they would open a context there for a detector on `cuda:1`.
+    """
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order: str = "bgr") -> torch.Tensor:
     """Stack same-shape, same-dtype images into a `(B, 1, H, W)` float32 tensor on `device`.
 
@@ -59,9 +70,10 @@ def to_grey_batch(images: list[np.ndarray], device: torch.device, channel_order:
     if first.dtype == np.uint16:
         # torch has few uint16 kernels; int32 holds every value exactly.
         batch = batch.to(torch.int32)
-    if pinned:
-        batch = batch.pin_memory()
-    batch = batch.to(device, non_blocking=pinned).to(torch.float32)
+    with device_guard(device):
+        if pinned:
+            batch = batch.pin_memory()
+        batch = batch.to(device, non_blocking=pinned).to(torch.float32)
     full_scale = _FULL_SCALE.get(first.dtype)
     if full_scale is not None:
         # Division rounds like the reference's float64 rescale cast back to float32.
