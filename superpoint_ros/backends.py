@@ -300,7 +300,7 @@ class OnnxRuntimeNetwork:
         )
         self.provider = self._session.get_providers()[0]
         if self.provider != providers[0]:
-            mismatch = onnxruntime_cuda_mismatch(_onnxruntime_cuda_version(), torch.version.cuda)
+            mismatch = onnxruntime_cuda_mismatch(onnxruntime_cuda_version(), torch.version.cuda)
             _log.warning(f"onnxruntime could not load {providers[0]} and runs on {self.provider}. {mismatch or ''}")
         if precision == "float16" and self.provider != _GPU_PROVIDERS[0]:
             raise ValueError(_precision_refusal(precision, self.provider))
@@ -340,7 +340,7 @@ def _precision_refusal(precision: str, provider: str) -> str:
     )
 
 
-def _onnxruntime_cuda_version() -> str | None:
+def onnxruntime_cuda_version() -> str | None:
     """The CUDA version onnxruntime-gpu was built for; None for a CPU-only onnxruntime."""
     try:
         from onnxruntime.capi import build_and_package_info
