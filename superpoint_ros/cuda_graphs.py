@@ -131,7 +131,7 @@ class GraphedPipeline:
                     ]
                 self._capacities[case] = 1 << (largest - 1).bit_length()
                 # This case never asks for the smaller capacity again: free its graph's memory.
-                del self._graphs[(*case, capacity)]
+                self._graphs.pop((*case, capacity), None)
 
     def _graph_for(
         self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
