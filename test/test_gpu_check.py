@@ -84,7 +84,7 @@ def test_the_full_check_rehearsed_on_the_cpu_runs_every_step_from_the_source_tre
     assert "all checks passed" in result.stdout and "estimated duration:" in result.stdout
     assert record["source"] == str(ROOT / "superpoint_ros")
     assert record["complete"] is True and record["passed"] is True and "running" not in record
-    assert record["machine"]["openvino"] is None
+    assert record["machine"]["openvino"] is None and record["hf_hub_offline"] == "1"
     steps = {step["name"]: step for step in record["steps"]}
     assert list(steps) == FULL_MODE_STEPS
     assert not [name for name, step in steps.items() if step["passed"] is False]
@@ -253,3 +253,17 @@ def test_a_benchmark_case_that_would_end_after_the_deadline_is_skipped_and_recor
     result, passed = gpu_check.benchmark(str(hf_weights), "cpu", "float32", cases, deadline=time.perf_counter())
     assert passed is True and result["cases"] == []
     assert result["skipped_for_time"] == ["cpu float32 64x80 batch 1"]
+
+
+def test_the_agreement_step_finds_float32_in_full_agreement_with_itself(hf_weights):
+    result, passed = gpu_check.reduced_precision(str(hf_weights), "cpu", "float32", ((64, 80),), (64, 80))
+    assert passed is None
+    assert result["64x80"]["keypoint_overlap"] == 1.0 and result["64x80"]["cosine_min"] > 0.9999
+    plain = [row for row in result["matches"] if row["precision"] == "float32"]
+    assert [row["versus_float32"] for row in plain] == ["–", "–"]  # both pair sets, float32 the yardstick
+    assert "moving camera" in result["table"]
+
+
+def test_the_agreement_step_skips_a_precision_the_cpu_does_not_offer(hf_weights):
+    result, passed = gpu_check.reduced_precision(str(hf_weights), "cpu", "float16", ((64, 80),), (64, 80))
+    assert passed is None and "not offered" in result["skipped"]
