@@ -131,8 +131,9 @@ class BenchCase:
     def seconds(self) -> float:
         device = kind(self.device)
         runs = bench.WARMUP_RUNS + self.runs + (cuda_graphs.WARMUP_RUNS + 1 if device == "cuda" else 0)
-        return CASE_SECONDS[device] + runs * megapixels(self.height, self.width, self.batch) * (
-            RUN_SECONDS_PER_MEGAPIXEL[device]
+        return (
+            CASE_SECONDS[device]
+            + runs * megapixels(self.height, self.width, self.batch) * RUN_SECONDS_PER_MEGAPIXEL[device]
         )
 
 
@@ -250,7 +251,10 @@ class Check:
         self.record["passed"] = False if self.failed else (True if complete else None)
         if self.output is not None:
             self.output.parent.mkdir(parents=True, exist_ok=True)
-            self.output.write_text(json.dumps(self.record, indent=1, default=_json_default) + "\n")
+            # Whole or not at all: the device's time limit may kill the process mid-write.
+            partial = self.output.with_name(self.output.name + ".partial")
+            partial.write_text(json.dumps(self.record, indent=1, default=_json_default) + "\n")
+            partial.replace(self.output)
 
     def finish(self) -> None:
         self.record.pop("running", None)
@@ -610,12 +614,21 @@ def main(argv: list[str] | None = None) -> int:
         if device not in devices:
             check.run(f"{device}: available", lambda: ({"error": "torch sees no CUDA GPU"}, False))
     with tempfile.TemporaryDirectory(prefix="superpoint_gpu_check_") as scratch:
-        weights = str(benchmark_weights(pathlib.Path(scratch) / "weights")) if devices else ""
-        gpus = [device for device in devices if kind(device) == "cuda"]
-        cpu_results = cpu_reference_results(weights, args.parity_sizes) if gpus else {}
+        prepared: dict = {}
+
+        def prepare() -> tuple[dict, bool]:
+            prepared["weights"] = str(benchmark_weights(pathlib.Path(scratch) / "weights"))
+            gpus = [device for device in devices if kind(device) == "cuda"]
+            prepared["cpu_results"] = cpu_reference_results(prepared["weights"], args.parity_sizes) if gpus else {}
+            return {"weights": "random, hub layout (bench_scenes.benchmark_weights, seed 0)"}, True
+
+        if devices:
+            check.run("setup: weights, our CPU results", prepare)
+        weights, cpu_results = prepared.get("weights"), prepared.get("cpu_results")
         middle = args.sizes[len(args.sizes) // 2]
         match_size = (480, 640) if (480, 640) in args.sizes else args.sizes[0]
-        for device in devices:
+        # Without weights no step can run; the setup step's error says why.
+        for device in devices if weights else []:
             check.run(f"{device}: float32 parity", parity, weights, device, args.parity_sizes, cpu_results)
             check.run(f"{device}: CUDA graphs = eager", graphs_against_eager, weights, device, args.parity_sizes)
             for precision in REDUCED_PRECISIONS:

@@ -24,6 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 ABSENT_ON_THE_GPU_MACHINE = ("rclpy", "openvino", "ament_index_python", "rosidl_runtime_py")
 PILLOW_AND_TORCHVISION = ("PIL", "torchvision")
 FULL_MODE_STEPS = [
+    "setup: weights, our CPU results",
     "cpu: float32 parity",
     "cpu: CUDA graphs = eager",
     "cpu: float16 against float32",
@@ -88,7 +89,12 @@ def test_the_full_check_rehearsed_on_the_cpu_runs_every_step_from_the_source_tre
     steps = {step["name"]: step for step in record["steps"]}
     assert list(steps) == FULL_MODE_STEPS
     assert not [name for name, step in steps.items() if step["passed"] is False]
-    for judged in ("cpu: float32 parity", "cpu: bench float32", "cpu: onnxruntime parity"):
+    for judged in (
+        "setup: weights, our CPU results",
+        "cpu: float32 parity",
+        "cpu: bench float32",
+        "cpu: onnxruntime parity",
+    ):
         assert steps[judged]["passed"] is True, judged
     # What the CPU cannot run, or this machine lacks, is recorded as skipped with its reason.
     assert "CUDA only" in steps["cpu: CUDA graphs = eager"]["result"]["skipped"]
@@ -155,6 +161,7 @@ def test_a_step_that_exits_is_recorded_as_failed_and_the_next_step_runs(tmp_path
     record = json.loads(output.read_text())
     assert record["complete"] is True and record["passed"] is False
     assert [step["passed"] for step in record["steps"]] == [False, True]
+    assert not list(tmp_path.glob("*.partial"))  # each write replaced the record whole
 
 
 def test_an_unfinished_record_without_failures_has_not_passed_yet(tmp_path):
