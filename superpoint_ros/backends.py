@@ -49,7 +49,8 @@ Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 ONNXRUNTIME_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 """The ONNX Runtime execution providers the `onnxruntime` backend tries, best first."""
 DEFAULT_TENSORRT_CACHE = pathlib.Path("~/.cache/superpoint_ros/tensorrt")
-_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_TENSORRT = "TensorrtExecutionProvider"
+_GPU_PROVIDERS = (_TENSORRT, "CUDAExecutionProvider")
 # torch keeps cuDNN's and TF32's switches process-wide; one scope at a time changes them.
 _CUDA_SETTINGS_LOCK = threading.RLock()
 
@@ -276,7 +277,7 @@ class OnnxRuntimeNetwork:
         providers = [provider for provider in ONNXRUNTIME_PROVIDERS if provider in available]
         if not providers:
             raise ValueError(f"onnxruntime offers none of {ONNXRUNTIME_PROVIDERS}, only {available}")
-        if precision not in ("float32", "float16") or (precision == "float16" and providers[0] != _GPU_PROVIDERS[0]):
+        if precision not in ("float32", "float16") or (precision == "float16" and providers[0] != _TENSORRT):
             raise ValueError(_precision_refusal(precision, providers[0]))
         self._device_id = device.index or 0
         gpu = {"device_id": self._device_id}
@@ -300,9 +301,10 @@ class OnnxRuntimeNetwork:
         )
         self.provider = self._session.get_providers()[0]
         if self.provider != providers[0]:
+            fallback = f"onnxruntime could not load {providers[0]} and runs on {self.provider}"
             mismatch = onnxruntime_cuda_mismatch(onnxruntime_cuda_version(), torch.version.cuda)
-            _log.warning(f"onnxruntime could not load {providers[0]} and runs on {self.provider}. {mismatch or ''}")
-        if precision == "float16" and self.provider != _GPU_PROVIDERS[0]:
+            _log.warning(f"{fallback}: {mismatch}" if mismatch else fallback)
+        if precision == "float16" and self.provider != _TENSORRT:
             raise ValueError(_precision_refusal(precision, self.provider))
         _log.info(f"onnxruntime runs {precision} on {self.provider}")
         self._input_name, self._output_names = INPUT_NAME, list(OUTPUT_NAMES)

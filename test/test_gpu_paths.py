@@ -108,6 +108,25 @@ def test_onnxruntime_through_io_binding_gives_what_a_plain_session_gives():
     np.testing.assert_array_equal(descriptor_map.numpy(), expected_descriptors)
 
 
+def test_onnxruntime_decides_precision_by_the_provider_that_loaded_not_the_one_asked_for(monkeypatch, tmp_path, caplog):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from superpoint_ros.backends import OnnxRuntimeNetwork
+
+    # TensorRT claimed but absent: ONNX Runtime falls back to the CPU with only a warning, as it
+    # does where TensorRT's libraries are missing.
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    )
+    model = load_model("random", None, 0)
+    with caplog.at_level("INFO", logger="superpoint_ros.backends"):
+        network = OnnxRuntimeNetwork(model, CPU, "float32", tmp_path)
+    assert network.provider == "CPUExecutionProvider"
+    assert "could not load TensorrtExecutionProvider and runs on CPUExecutionProvider" in caplog.text
+    assert "runs float32 on CPUExecutionProvider" in caplog.text
+    with pytest.raises(ValueError, match="'float16' is not offered .* on CPUExecutionProvider"):
+        OnnxRuntimeNetwork(model, CPU, "float16", tmp_path)
+
+
 def test_onnxruntime_built_for_another_cuda_major_than_torch_is_named_in_one_line():
     line = onnxruntime_cuda_mismatch("12.2", "13.0")
     assert line is not None and "\n" not in line
