@@ -118,12 +118,14 @@ def test_onnxruntime_decides_precision_by_the_provider_that_loaded_not_the_one_a
         onnxruntime, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"]
     )
     model = load_model("random", None, 0)
-    with caplog.at_level("INFO", logger="superpoint_ros.backends"):
+    ignored_by_onnxruntime = pytest.warns(UserWarning, match="TensorrtExecutionProvider")
+    with caplog.at_level("INFO", logger="superpoint_ros.backends"), ignored_by_onnxruntime:
         network = OnnxRuntimeNetwork(model, CPU, "float32", tmp_path)
     assert network.provider == "CPUExecutionProvider"
     assert "could not load TensorrtExecutionProvider and runs on CPUExecutionProvider" in caplog.text
     assert "runs float32 on CPUExecutionProvider" in caplog.text
-    with pytest.raises(ValueError, match="'float16' is not offered .* on CPUExecutionProvider"):
+    refused = pytest.raises(ValueError, match="'float16' is not offered .* on CPUExecutionProvider")
+    with refused, pytest.warns(UserWarning, match="TensorrtExecutionProvider"):
         OnnxRuntimeNetwork(model, CPU, "float16", tmp_path)
 
 
