@@ -6,8 +6,9 @@ The post-processing after it is the same torch code whichever engine ran.
 Each runs either network: Magic Leap's (`model.SuperPoint`) or the MIT one
 (`model_mit.MitSuperPoint`, whose BatchNorms OpenVINO gets as BatchNorm operations).
 
-- `torch`: the module as it is. On CUDA it runs in `channels_last` with cuDNN's autotuner, and
-  optionally in half precision (not measured yet: no GPU was at hand). On the CPU it keeps
+- `torch`: the module as it is. On CUDA it runs in `channels_last` with cuDNN's autotuner and
+  without TF32, both set only around its own calls (`cuda_settings`), and optionally in half
+  precision (not measured yet: no GPU was at hand). On the CPU it keeps
   PyTorch's default layout, whose scores are bit-identical to the reference implementation's.
 - `openvino`: the same layers rebuilt as an OpenVINO graph from the module's parameters, compiled
   once per input shape. About three times as fast as PyTorch on a 2-core AVX-512 CPU, in
@@ -17,8 +18,9 @@ Each runs either network: Magic Leap's (`model.SuperPoint`) or the MIT one
   non-maximum-suppression window score (nearly) alike; see `reference.unexplained_differences`
   and test_backends.py.
 - `onnxruntime`: the network exported to ONNX (export.py, in memory at start), run by ONNX
-  Runtime on the first available of its TensorRT, CUDA and CPU execution providers. Its outputs
-  are copied to the detector's device for the post-processing. On the CPU provider its scores
+  Runtime on the first available of its TensorRT, CUDA and CPU execution providers. Input and
+  outputs are bound where the tensors live (IO binding) when the provider can read them there,
+  so on CUDA nothing travels through the host. On the CPU provider its scores
   differ from PyTorch's by rounding, as OpenVINO's do. Never picked by `auto`.
 - `auto`: OpenVINO on the CPU when it is installed, else `torch`.
 
@@ -29,10 +31,12 @@ OpenVINO on the CPU (the graph quantised by `superpoint_ros.quantization`, about
 CPU with VNNI). BENCHMARKS.md lists their keypoint overlap and descriptor cosine against float32.
 """
 
+import contextlib
+import logging
 import pathlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,6 +52,31 @@ Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 ONNXRUNTIME_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 """The ONNX Runtime execution providers the `onnxruntime` backend tries, best first."""
 DEFAULT_TENSORRT_CACHE = pathlib.Path("~/.cache/superpoint_ros/tensorrt")
+_TENSORRT = "TensorrtExecutionProvider"
+_GPU_PROVIDERS = (_TENSORRT, "CUDAExecutionProvider")
+# torch keeps cuDNN's and TF32's switches process-wide; one scope at a time changes them.
+_CUDA_SETTINGS_LOCK = threading.RLock()
+
+_log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def cuda_settings(autotune: bool, tf32: bool) -> Iterator[None]:
+    """cuDNN's autotuner (`cudnn.benchmark`) and TF32 convolutions and matmuls as given inside
+    the scope, and as they were after it, whatever the scope raised.
+
+    torch holds these switches per process, so a setting left behind by one network would change
+    another's numerics (transformers' reference in a parity check, say). Scopes of different
+    threads take turns; a scope nested in the same thread is fine.
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    with _CUDA_SETTINGS_LOCK:
+        saved = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = autotune, tf32, tf32
+        try:
+            yield
+        finally:
+            cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def openvino_available() -> bool:
@@ -138,25 +167,29 @@ def engine_description(backend: str, network: Network) -> str:
 
 
 class CudaTorchNetwork:
-    """The module on a GPU: NHWC convolutions autotuned by cuDNN per input shape, optionally
-    under autocast to float16/bfloat16 (softmax and normalisation then still run in float32).
+    """The module on a GPU: NHWC convolutions autotuned by cuDNN per input shape (`autotune`),
+    optionally under autocast to float16/bfloat16 (softmax and normalisation then still run in
+    float32).
 
     float32 means float32: TF32 convolutions, PyTorch's default on Ampere and later, would move
-    scores by ~1e-3 relative, so they are switched off (a process-wide cuDNN setting).
+    scores by ~1e-3 relative, so they are off. Both switches are set around each call only
+    (`cuda_settings`), never left behind for other code of the process. `autotune = False`
+    keeps cuDNN's heuristic choice of algorithms (the GPU check's parity step does that).
     """
 
     def __init__(self, model: SuperPointNetwork, precision: str) -> None:
-        torch.backends.cudnn.benchmark = True
+        self.autotune = True
         self.autocast_dtype = None if precision == "float32" else getattr(torch, precision)
-        if self.autocast_dtype is None:
-            torch.backends.cudnn.allow_tf32 = False
         self.model = model.to(memory_format=torch.channels_last)
 
     def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grey = grey.contiguous(memory_format=torch.channels_last)
         reduced = self.autocast_dtype is not None
         # No autocast cache: cast weights cached across calls would outlive a CUDA graph's capture.
-        with torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16, enabled=reduced, cache_enabled=False):
+        with (
+            cuda_settings(autotune=self.autotune, tf32=False),
+            torch.autocast("cuda", dtype=self.autocast_dtype or torch.float16, enabled=reduced, cache_enabled=False),
+        ):
             scores, descriptor_map = self.model(grey)
         return scores.float(), descriptor_map.float().contiguous()
 
@@ -216,15 +249,20 @@ class OpenVinoNetwork:
 
 class OnnxRuntimeNetwork:
     """SuperPoint exported to ONNX (`superpoint_ros.export`, every dimension dynamic) in an ONNX
-    Runtime session on the first available of `ONNXRUNTIME_PROVIDERS`; `provider` names it.
+    Runtime session on the first available of `ONNXRUNTIME_PROVIDERS`; `provider` names the one
+    that loaded, which decides the precisions offered and is logged.
 
     The export runs in memory at start (about half a second). The provider is chosen by what the
     installed onnxruntime offers, not by the detector's device: with onnxruntime-gpu on a Jetson
     whose torch is a CPU build, TensorRT runs the network and the CPU the post-processing.
-    float32 runs as exported (TensorRT may still pick TF32 kernels on GPUs that have them);
-    `precision="float16"` needs the TensorRT provider and builds fp16 engines. TensorRT builds an
-    engine for each new range of input shapes, which can take minutes on a Jetson, so engines are
-    kept in `tensorrt_cache_dir` for the next start.
+    float32 runs as exported, with the CUDA provider's TF32 switched off (`use_tf32`; TensorRT may
+    still pick TF32 kernels on GPUs that have them); `precision="float16"` needs the TensorRT
+    provider and builds fp16 engines. TensorRT builds an engine for each new range of input
+    shapes, which can take minutes on a Jetson, so engines are kept in `tensorrt_cache_dir`.
+
+    A GPU provider that fails to load (an onnxruntime-gpu built for another CUDA major version
+    than the one installed) makes ONNX Runtime fall back with only a warning of its own; the
+    fallback is logged here with `onnxruntime_cuda_mismatch`'s diagnosis.
     """
 
     def __init__(
@@ -242,13 +280,14 @@ class OnnxRuntimeNetwork:
         providers = [provider for provider in ONNXRUNTIME_PROVIDERS if provider in available]
         if not providers:
             raise ValueError(f"onnxruntime offers none of {ONNXRUNTIME_PROVIDERS}, only {available}")
-        if precision == "bfloat16" or (precision == "float16" and providers[0] != "TensorrtExecutionProvider"):
-            raise ValueError(
-                f"precision {precision!r} is not offered with the onnxruntime backend on {providers[0]}: "
-                "it runs float32, or float16 with the TensorRT provider"
-            )
-        gpu = {"device_id": device.index or 0}
-        options = {"CUDAExecutionProvider": gpu, "CPUExecutionProvider": {}}
+        if precision not in ("float32", "float16") or (precision == "float16" and providers[0] != _TENSORRT):
+            raise ValueError(_precision_refusal(precision, providers[0]))
+        self._device_id = device.index or 0
+        gpu = {"device_id": self._device_id}
+        options = {
+            "CUDAExecutionProvider": {**gpu, "use_tf32": int(precision != "float32")},
+            "CPUExecutionProvider": {},
+        }
         if providers[0] == "TensorrtExecutionProvider":
             options[providers[0]] = {
                 **gpu,
@@ -264,12 +303,73 @@ class OnnxRuntimeNetwork:
             onnx_bytes(model), session_options, providers=[(name, options[name]) for name in providers]
         )
         self.provider = self._session.get_providers()[0]
+        if self.provider != providers[0]:
+            fallback = f"onnxruntime could not load {providers[0]} and runs on {self.provider}"
+            mismatch = onnxruntime_cuda_mismatch(onnxruntime_cuda_version(), torch.version.cuda)
+            _log.warning(f"{fallback}: {mismatch}" if mismatch else fallback)
+        if precision == "float16" and self.provider != _TENSORRT:
+            raise ValueError(_precision_refusal(precision, self.provider))
+        _log.info(f"onnxruntime runs {precision} on {self.provider}")
         self._input_name, self._output_names = INPUT_NAME, list(OUTPUT_NAMES)
 
     def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = np.ascontiguousarray(grey.numpy(force=True))
-        scores, descriptor_map = self._session.run(self._output_names, {self._input_name: pixels})
-        return torch.from_numpy(scores).to(grey.device), torch.from_numpy(descriptor_map).to(grey.device)
+        on_gpu = grey.device.type == "cuda" and self.provider in _GPU_PROVIDERS
+        # What the provider cannot read in place goes through the host; a CUDA tensor the CUDA or
+        # TensorRT provider reads where it is, and its results stay on the GPU.
+        pixels = grey.float().contiguous() if on_gpu else grey.float().cpu().contiguous()
+        binding = self._session.io_binding()
+        where = ("cuda", self._device_id) if on_gpu else ("cpu", 0)
+        binding.bind_input(self._input_name, *where, np.float32, list(pixels.shape), pixels.data_ptr())
+        for name in self._output_names:
+            binding.bind_output(name, *where)
+        if on_gpu:
+            # ONNX Runtime works on a stream of its own: torch's work on the input must be done.
+            torch.cuda.current_stream(grey.device).synchronize()
+        self._session.run_with_iobinding(binding)
+        scores, descriptor_map = (_to_torch(value).to(grey.device) for value in binding.get_outputs())
+        return scores, descriptor_map
+
+
+def _to_torch(value) -> torch.Tensor:
+    """An ONNX Runtime `OrtValue` as a tensor on its device, without a copy where DLPack allows;
+    through numpy (a host copy) with an onnxruntime whose `OrtValue` lacks DLPack."""
+    if hasattr(value, "__dlpack__"):
+        return torch.from_dlpack(value)
+    return torch.from_numpy(value.numpy())
+
+
+def _precision_refusal(precision: str, provider: str) -> str:
+    return (
+        f"precision {precision!r} is not offered with the onnxruntime backend on {provider}: "
+        "it runs float32, or float16 with the TensorRT provider"
+    )
+
+
+def onnxruntime_cuda_version() -> str | None:
+    """The CUDA version onnxruntime-gpu was built for; None for a CPU-only onnxruntime."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:
+        return None
+    return getattr(build_and_package_info, "cuda_version", None)
+
+
+def onnxruntime_cuda_mismatch(onnxruntime_cuda: str | None, torch_cuda: str | None) -> str | None:
+    """One line when onnxruntime-gpu and torch were built for different CUDA major versions (its
+    CUDA provider then fails to find its libraries and falls back to the CPU), else None.
+
+    Both arguments are version strings such as `"12.2"` (`build_and_package_info.cuda_version`,
+    `torch.version.cuda`), None for a build without CUDA.
+    """
+    if not onnxruntime_cuda or not torch_cuda:
+        return None
+    ours, theirs = onnxruntime_cuda.split(".")[0], torch_cuda.split(".")[0]
+    if ours == theirs:
+        return None
+    return (
+        f"onnxruntime-gpu is built for CUDA {onnxruntime_cuda} but torch for CUDA {torch_cuda}: install the "
+        f"onnxruntime-gpu build for CUDA {theirs}, or its CUDA provider cannot load"
+    )
 
 
 def _cache_directory(directory: str | pathlib.Path | None) -> pathlib.Path:

@@ -14,13 +14,23 @@ for it. The counts travel in the same packed block as the results, so a batch ne
 device-to-host copy. The results equal the eager pipeline's: the same functions run, only
 the padding after each image's keypoints differs.
 
+Each pipeline captures and replays on a stream of its own, in `thread_local` capture mode, and
+one capture runs at a time in the process (`_CAPTURE_LOCK`): a capture on torch's shared side
+stream in `global` mode would fail, and leave that stream unusable, whenever another detector
+or thread touched CUDA meanwhile. Graphs are kept per input shape (batch included), settings and
+capacity, the last `kept_graphs` used; when a capacity grows, the graph for the smaller one is
+dropped. A node whose batch alternates between 1 and 2 frames (two cameras) thus replays two
+graphs and captures no more.
+
 Not yet run on a GPU (none was at hand when this was written): `python -m
 superpoint_ros.gpu_check` compares it with the eager pipeline and times both.
 """
 
+import contextlib
 import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +45,7 @@ if TYPE_CHECKING:
 
 INITIAL_CAPACITY = 2048
 WARMUP_RUNS = 3
+_CAPTURE_LOCK = threading.Lock()
 
 
 class GraphCaptureError(RuntimeError):
@@ -85,7 +96,8 @@ def unpack(host: np.ndarray, descriptor_size: int) -> tuple[np.ndarray, np.ndarr
 
 class GraphedPipeline:
     """`run_pipeline` as CUDA graphs, the last `kept_graphs` of them kept. Calls are serialised:
-    a graph's input and output buffers are shared by its replays."""
+    a graph's input and output buffers are shared by its replays. `captures` counts the graphs
+    captured so far."""
 
     kept_graphs = 4
     initial_capacity = INITIAL_CAPACITY
@@ -100,6 +112,8 @@ class GraphedPipeline:
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._capacities: dict[tuple, int] = {}
         self._lock = threading.Lock()
+        self._stream: torch.cuda.Stream | None = None  # this pipeline's own, made at the first capture
+        self.captures = 0
 
     def __call__(
         self, grey: torch.Tensor, settings: "DetectionSettings", original_size: tuple[int, int]
@@ -111,7 +125,8 @@ class GraphedPipeline:
                 capacity = settings.max_keypoints
                 if capacity < 0:
                     capacity = self._capacities.setdefault(case, self.initial_capacity)
-                host = self._replay((*case, capacity), grey, settings, original_size, capacity)
+                entry = self._graph_for((*case, capacity), grey, settings, original_size, capacity)
+                host = self._replay(entry, grey)
                 keypoints, scores, descriptors, counts = unpack(host, self._descriptor_size)
                 largest = int(counts.max(initial=0))
                 if largest <= keypoints.shape[1]:
@@ -121,23 +136,13 @@ class GraphedPipeline:
                         for b, count in enumerate(counts.tolist())
                     ]
                 self._capacities[case] = 1 << (largest - 1).bit_length()
-
-    def _replay(
-        self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
-    ) -> np.ndarray:
-        """Run `key`'s graph (captured first if new) on `grey`; its packed host block, `run_pipeline`'s layout."""
-        # Capture and replay use the current device's streams: make that ours (cuda:N).
-        with torch.cuda.device(self._device):
-            entry = self._graph_for(key, grey, settings, original_size, capacity)
-            entry.grey.copy_(grey)
-            entry.graph.replay()
-            entry.host.copy_(entry.packed, non_blocking=True)
-            torch.cuda.current_stream(self._device).synchronize()
-        return entry.host.numpy()
+                # This case never asks for the smaller capacity again: free its graph's memory.
+                self._graphs.pop((*case, capacity), None)
 
     def _graph_for(
         self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
     ) -> _Graph:
+        """`key`'s graph, captured now if it is not kept; the least recently used one goes."""
         entry = self._graphs.get(key)
         if entry is not None:
             self._graphs.move_to_end(key)
@@ -146,28 +151,61 @@ class GraphedPipeline:
             entry = self._capture(grey, settings, original_size, capacity)
         except RuntimeError as error:
             raise GraphCaptureError(f"CUDA graph capture failed: {error}") from error
+        self.captures += 1
         self._graphs[key] = entry
         if len(self._graphs) > self.kept_graphs:
             self._graphs.popitem(last=False)
         return entry
 
+    def _replay(self, entry: _Graph, grey: torch.Tensor) -> np.ndarray:
+        """Run `entry`'s graph on `grey`; its packed host block, `run_pipeline`'s layout."""
+        with torch.cuda.device(self._device):
+            # `grey` was made on the caller's stream; the replay runs on ours.
+            self._stream.wait_stream(torch.cuda.current_stream(self._device))
+            with torch.cuda.stream(self._stream):
+                entry.grey.copy_(grey)
+                entry.graph.replay()
+                entry.host.copy_(entry.packed, non_blocking=True)
+            self._stream.synchronize()
+        return entry.host.numpy()
+
     def _capture(self, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int) -> _Graph:
-        static_grey = grey.clone()
+        with torch.cuda.device(self._device), _CAPTURE_LOCK:
+            if self._stream is None:
+                self._stream = torch.cuda.Stream(self._device)
+            static_grey = grey.clone()
 
-        def run() -> torch.Tensor:
-            return run_pipeline(self._network, static_grey, settings, original_size, capacity, self._architecture)
+            def run() -> torch.Tensor:
+                return run_pipeline(self._network, static_grey, settings, original_size, capacity, self._architecture)
 
-        # cuDNN's autotuning and lazy initialisation synchronise, which a capture forbids: they
-        # happen in these runs, on a side stream as torch.cuda.graph requires.
-        side = torch.cuda.Stream(self._device)
-        side.wait_stream(torch.cuda.current_stream(self._device))
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_RUNS):
-                packed = run()
-        torch.cuda.current_stream(self._device).wait_stream(side)
-        del packed
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            packed = run()
-        host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+            # cuDNN's autotuning and lazy initialisation synchronise, which a capture forbids: they
+            # happen in these runs, on the capture stream.
+            self._stream.wait_stream(torch.cuda.current_stream(self._device))
+            with torch.cuda.stream(self._stream):
+                for _ in range(WARMUP_RUNS):
+                    run()
+            torch.cuda.synchronize(self._device)
+            graph = torch.cuda.CUDAGraph()
+            packed = capture(graph, torch.cuda.stream(self._stream), run)
+            host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
         return _Graph(graph, static_grey, packed, host)
+
+
+def capture(graph: torch.cuda.CUDAGraph, stream_scope: contextlib.AbstractContextManager, run: Callable):
+    """`run()` captured into `graph` inside `stream_scope` (the capture stream made current), in
+    `thread_local` mode: other threads' CUDA calls meanwhile do not invalidate it.
+
+    Unlike `torch.cuda.graph`, whose exit skips restoring the stream when ending the capture
+    raises, the caller's stream is current again however the capture ends; and a capture that
+    `run` broke is ended before its error goes on. Returns what `run` returned.
+    """
+    with stream_scope:
+        graph.capture_begin(capture_error_mode="thread_local")
+        try:
+            output = run()
+        except BaseException:
+            with contextlib.suppress(RuntimeError):
+                graph.capture_end()
+            raise
+        graph.capture_end()
+    return output

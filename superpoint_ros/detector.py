@@ -39,7 +39,7 @@ from superpoint_ros.backends import (
     resolve_backend,
 )
 from superpoint_ros.calibration import CALIBRATION_COUNT, CALIBRATION_SHAPE, calibration_scenes, read_calibration_images
-from superpoint_ros.images import check_image, to_grey_batch
+from superpoint_ros.images import check_image, device_guard, to_grey_batch
 from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms, to_original_pixels
 from superpoint_ros.weights import AUTO_ARCHITECTURE, DEFAULT_WEIGHTS, load_model
 
@@ -374,8 +374,9 @@ def _to_host(keypoints: torch.Tensor, scores: torch.Tensor, descriptors: torch.T
     if keypoints.device.type == "cpu":
         return keypoints.numpy(), scores.numpy(), descriptors.numpy()
     packed = torch.cat((keypoints, scores[..., None], descriptors), dim=-1)
-    host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
-    host.copy_(packed, non_blocking=True)
-    torch.cuda.current_stream(packed.device).synchronize()
+    with device_guard(packed.device):
+        host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+        host.copy_(packed, non_blocking=True)
+        torch.cuda.current_stream(packed.device).synchronize()
     host = host.numpy()
     return host[..., :2], host[..., 2], host[..., 3:]

@@ -15,6 +15,8 @@ order, so that our grey pixels are bit-identical to its:
 - `mit`: 0.299 R + 0.587 G + 0.114 B, always, as rpautrat/SuperPoint's forward does for 3 channels.
 """
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -48,6 +50,15 @@ def check_image(image: np.ndarray) -> None:
         )
 
 
+def device_guard(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make `device` the current CUDA device inside (nothing for the CPU).
+
+    CUDA calls that take no device, such as pinning host memory, work on the current device; left
+    at GPU 0, they would open a context there for a detector on `cuda:1`.
+    """
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def to_grey_batch(
     images: list[np.ndarray], device: torch.device, channel_order: str = "bgr", architecture: str = MAGICLEAP
 ) -> torch.Tensor:
@@ -65,9 +76,10 @@ def to_grey_batch(
     if first.dtype == np.uint16:
         # torch has few uint16 kernels; int32 holds every value exactly.
         batch = batch.to(torch.int32)
-    if pinned:
-        batch = batch.pin_memory()
-    batch = batch.to(device, non_blocking=pinned).to(torch.float32)
+    with device_guard(device):
+        if pinned:
+            batch = batch.pin_memory()
+        batch = batch.to(device, non_blocking=pinned).to(torch.float32)
     full_scale = _FULL_SCALE.get(first.dtype)
     if full_scale is not None:
         # Division rounds like the reference's float64 rescale cast back to float32.

@@ -126,7 +126,12 @@ def _candidates(
 
 def _top(scores: torch.Tensor, keep: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The `top` best kept scores of each image `(B, top)` (−inf padding) and their flat pixel
-    indices, by `topk` over the whole map: one kernel, no host sync."""
+    indices, by `topk` over the whole map: one kernel, no host sync.
+
+    Among exactly equal scores, which come first, and which survive a `max_keypoints` cut, is
+    `topk`'s choice: on CUDA it may differ from the CPU's pixel order and between GPUs. float32
+    scores rarely tie exactly; bfloat16's 8-bit mantissa makes ties common, so bfloat16's overlap
+    with float32 at a `max_keypoints` cut counts some of them as misses (docs/gpu.md)."""
     candidates = torch.where(keep, scores, torch.full_like(scores, -torch.inf)).flatten(1)
     return torch.topk(candidates, top, dim=1, sorted=True)
 
