@@ -1,8 +1,9 @@
 """Our messages as `rosbags` builds and serialises them, with no ROS install.
 
 `superpoint_ros.ros_messages` fills rclpy messages for the nodes; this module fills the same
-fields of `rosbags`' message classes, so that `superpoint-bag` writes the bytes the nodes
-publish (CDR, checked against rclpy's serialisation in test/test_bags.py). The message types
+fields of `rosbags`' message classes, so that `superpoint-bag` writes what the nodes publish
+(test/test_bags.py reads the bag's CDR back with rclpy and compares it with the nodes' messages
+field by field; the raw bytes differ only in CDR padding, which Fast CDR leaves unset). The message types
 come from this package's `.msg` files, registered in a `rosbags` typestore with ROS 2 Jazzy's
 standard types; the bag writer embeds their definitions, so a reader needs no `superpoint_ros`.
 """

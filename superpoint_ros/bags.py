@@ -818,7 +818,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="INPUT ... OUTPUT",
         help="bags (rosbag2 directories, .mcap or .db3 files, or a directory of bags), then OUTPUT",
     )
-    parser.add_argument("--topics", nargs="+", help="image topics to process (default: every image topic)")
+    parser.add_argument(
+        "--topics",
+        action="extend",
+        type=lambda text: [topic for topic in text.split(",") if topic],
+        help="image topics to process, comma-separated or repeated (default: every image topic)",
+    )
     parser.add_argument("--storage", default="mcap", choices=STORAGES, help="output storage (default: %(default)s)")
     parser.add_argument("--tracking", action="store_true", help="also write FeatureTracks (<camera>/tracks)")
     parser.add_argument("--vins", action="store_true", help="also write VINS-Fusion PointClouds (<camera>/feature)")

@@ -16,7 +16,7 @@ import pytest
 from ament_index_python.packages import get_package_share_directory
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import Stores, get_typestore
@@ -222,7 +222,7 @@ def json_hash(name: str) -> str:
     return next(h["hash_string"] for h in hashes if h["type_name"] == f"superpoint_ros/msg/{name}")
 
 
-def test_keypoints_equal_the_detector_nodes_byte_for_byte(graph, start_node, tmp_path):
+def test_keypoints_equal_the_detector_nodes_field_for_field(graph, start_node, tmp_path):
     frames = shifted_frames(4)
     node, namespace = start_node()
     inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
@@ -245,7 +245,7 @@ def test_keypoints_equal_the_detector_nodes_byte_for_byte(graph, start_node, tmp
     for sent, received, (_, raw, _) in zip(published, inbox.messages, written, strict=True):
         assert received.header == sent.header
         assert len(received.scores) > 0
-        assert serialize_message(received) == raw
+        assert deserialize_message(raw, KeypointArray) == received
 
 
 def test_tracks_and_vins_points_equal_the_tracker_nodes_fed_the_same_keypoints(graph, tmp_path):
@@ -293,9 +293,9 @@ def test_tracks_and_vins_points_equal_the_tracker_nodes_fed_the_same_keypoints(g
     finally:
         graph.remove(tracker)
     for node_tracks, (_, raw, _) in zip(tracks.messages, written["/cam0/tracks"], strict=True):
-        assert serialize_message(node_tracks) == raw
+        assert deserialize_message(raw, FeatureTracks) == node_tracks
     for node_points, (_, raw, _) in zip(points.messages, written["/cam0/feature"], strict=True):
-        assert serialize_message(node_points) == raw
+        assert deserialize_message(raw, PointCloud) == node_points
     # Tracks continued (the scene moves a pixel a frame), so the comparison covered matching.
     last = written["/cam0/tracks"][-1][2]
     assert len(last.ids) > 0 and max(last.lengths) == len(frames)
@@ -310,7 +310,7 @@ def test_a_single_mcap_file_in_and_a_sqlite3_bag_out_with_the_input_copied_and_t
     messages += [("/cam1/image_raw", image(frames[1], 1)), ("/cam0/image_raw", image(frames[2], 2))]
     directory = write_bag(tmp_path / "in", messages)
     (single,) = directory.glob("*.mcap")
-    code = run(single, tmp_path / "out", "--storage", "sqlite3", "--copy-input", "--topics", "/cam0/image_raw")
+    code = run(single, tmp_path / "out", "--storage", "sqlite3", "--copy-input", "--topics", "/cam0/image_raw,")
     assert code == 0
     assert (tmp_path / "out" / "out.db3").is_file()
     written = read_bag(tmp_path / "out")
@@ -406,7 +406,7 @@ def test_a_signal_stops_after_the_current_batch_and_leaves_a_valid_closed_bag(tm
     (summary,) = [line for line in rest.splitlines() if " frames read, " in line]
     assert summary.endswith("interrupted, the output holds the frames processed so far")
     processed = int(summary.split(" processed")[0].rsplit(" ", 1)[1])
-    assert processed < count
+    assert 0 < processed < count
     with Reader(tmp_path / "out") as reader:
         assert reader.message_count == processed
     assert len(read_bag(tmp_path / "out").get("/cam0/keypoints", [])) == processed
