@@ -706,7 +706,12 @@ def _flush(
     for (_, _, channel_order), group in groups.items():
         if detector.wants_calibration_frames:
             detector.offer_calibration_frame(group[0].image.pixels, channel_order)
-        detections = detector.detect([record.image.pixels for record in group], channel_order)
+        try:
+            detections = detector.detect([record.image.pixels for record in group], channel_order)
+        except Exception as error:  # as in the node: a failed batch costs its frames, not the run
+            for record in group:
+                record.image, record.skipped, record.problem = None, "inference failed", repr(error)
+            continue
         results.update({id(record): result for record, result in zip(group, detections, strict=True)})
     for record in records:
         if record.connection.id in copies:

@@ -1,0 +1,135 @@
+"""`superpoint-bag` throughput against the `Detector`'s own batch throughput, same machine, same run.
+
+    python -m superpoint_ros.bench_bags --frames 48 --size 480x640 --batch 4 --rounds 3
+
+Writes a bag of generated scenes (`bench_scenes.benchmark_scene`, raw `bgr8` or JPEG), then
+alternates, round after round, the two measurements with one `Detector`: `detect` on the
+frames already decoded in memory, batch after batch (the baseline), and `bags.process` on the
+bag (read, decode, network, messages, write). Prints a Markdown section for BENCHMARKS.md with
+each round and the ratio of the medians; on a shared CPU the ratio is the figure to read.
+"""
+
+import argparse
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from superpoint_ros import bag_messages, bags
+from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, record_head
+from superpoint_ros.detector import Detector
+from superpoint_ros.image_codec import encode_image
+
+
+def write_input_bag(path: pathlib.Path, frames: list[np.ndarray], encoding: str) -> None:
+    """A bag of `frames` on `/cam0/image_raw` (raw bgr8) or `/cam0/image_raw/compressed` (JPEG)."""
+    store = bag_messages.typestore()
+    types = store.types
+    compressed = encoding == "jpeg"
+    type_name = bag_messages.COMPRESSED_IMAGE if compressed else bag_messages.IMAGE
+    topic = "/cam0/image_raw/compressed" if compressed else "/cam0/image_raw"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection(topic, type_name, typestore=store)
+        for index, pixels in enumerate(frames):
+            stamp = types["builtin_interfaces/msg/Time"](sec=index, nanosec=0)
+            header = types["std_msgs/msg/Header"](stamp=stamp, frame_id="cam0")
+            if compressed:
+                data = cv2.imencode(".jpg", pixels)[1].reshape(-1)
+                message = types[type_name](header=header, format="bgr8; jpeg compressed bgr8", data=data)
+            else:
+                encoded = encode_image(pixels, "bgr8")
+                message = types[type_name](
+                    header=header,
+                    height=encoded.height,
+                    width=encoded.width,
+                    encoding=encoded.encoding,
+                    is_bigendian=int(encoded.is_bigendian),
+                    step=encoded.step,
+                    data=np.frombuffer(encoded.data, np.uint8),
+                )
+            writer.write(connection, (index + 1) * 10**8, store.serialize_cdr(message, type_name))
+
+
+def detector_fps(detector: Detector, frames: list[np.ndarray], batch: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(frames), batch):
+        detector.detect(frames[start : start + batch])
+    return len(frames) / (time.perf_counter() - started)
+
+
+def bag_fps(detector: Detector, source: pathlib.Path, output: pathlib.Path, batch: int) -> float:
+    started = time.perf_counter()
+    summary = bags.process(source, output, detector=detector, batch=batch, list_topics=False, overwrite=True)
+    elapsed = time.perf_counter() - started
+    if summary.processed != summary.frames_read or summary.error:
+        raise RuntimeError(summary.line())
+    return summary.processed / elapsed
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench_bags", description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--size", default="480x640", help="HEIGHTxWIDTH")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--input", choices=("raw", "jpeg"), default="raw", help="bgr8 Images or JPEG CompressedImages")
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--weights", default=None, help="default: random hub-layout weights (bench_scenes.benchmark_weights)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    record = record_head("superpoint_ros.bench_bags", argv)
+    height, width = (int(side) for side in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = pathlib.Path(scratch)
+        weights = args.weights or str(benchmark_weights(directory / "weights"))
+        detector = Detector(weights=weights, device=args.device, backend=args.backend)
+        frames = [benchmark_scene(height, width, seed) for seed in range(args.frames)]
+        write_input_bag(directory / "in", frames, args.input)
+        if args.input == "jpeg":  # the baseline gets what the bag's frames decode to
+            frames = [cv2.imdecode(cv2.imencode(".jpg", f)[1], cv2.IMREAD_UNCHANGED) for f in frames]
+        detector.detect(frames[: args.batch])  # warm-up: first-call allocations
+        rounds = []
+        for _ in range(args.rounds):
+            rounds.append(
+                (
+                    detector_fps(detector, frames, args.batch),
+                    bag_fps(detector, directory / "in", directory / "out", args.batch),
+                )
+            )
+    baseline = statistics.median(r[0] for r in rounds)
+    through_bag = statistics.median(r[1] for r in rounds)
+    machine = record["machine"]
+    print(f"## {record['date']}: superpoint-bag throughput vs Detector batch throughput ({machine['cpu']})\n")
+    print(f"- Command: `{record['command']}`")
+    print(
+        f"- Machine: {machine['cores']} cores ({machine['torch_threads']} torch threads), Python {machine['python']}, "
+        f"torch {machine['torch']}, OpenVINO {machine['openvino']}; engine {detector.backend}, {detector.precision}"
+    )
+    print(
+        f"- Input: {args.frames} frames {height}×{width} ({args.input}), batch {args.batch}; weights "
+        f"{'random (benchmark_weights)' if args.weights is None else args.weights}"
+    )
+    print(
+        "- Detector: `detect` on decoded frames in memory; superpoint-bag: `bags.process` on the MCAP bag with the "
+        "same Detector (read, decode, network, KeypointArray, MCAP write), rounds alternating"
+    )
+    print("\n| round | Detector frames/s | superpoint-bag frames/s | ratio |\n|---|---|---|---|")
+    for index, (detector_rate, bag_rate) in enumerate(rounds, start=1):
+        print(f"| {index} | {detector_rate:.2f} | {bag_rate:.2f} | {bag_rate / detector_rate:.2f} |")
+    print(f"| median | {baseline:.2f} | {through_bag:.2f} | **{through_bag / baseline:.2f}** |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
