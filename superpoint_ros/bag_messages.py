@@ -35,13 +35,10 @@ def message_definition_dirs() -> list[pathlib.Path]:
     pip install puts them in."""
     dirs = [pathlib.Path(__file__).resolve().parent.parent / "msg"]
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        from ament_index_python.packages import get_package_share_directory
 
-        try:
-            dirs.append(pathlib.Path(get_package_share_directory("superpoint_ros")) / "msg")
-        except PackageNotFoundError:
-            pass
-    except ImportError:
+        dirs.append(pathlib.Path(get_package_share_directory("superpoint_ros")) / "msg")
+    except (ImportError, LookupError, OSError):  # no ROS, no sourced workspace, or not installed there
         pass
     dirs.append(pathlib.Path(sys.prefix) / "share" / "superpoint_ros" / "msg")
     return dirs
@@ -54,9 +51,10 @@ def typestore() -> Typestore:
     store = get_typestore(Stores.ROS2_JAZZY)
     for type_name in OUR_TYPES:
         file_name = f"{type_name.rsplit('/', 1)[1]}.msg"
-        path = next((d / file_name for d in message_definition_dirs() if (d / file_name).is_file()), None)
+        dirs = message_definition_dirs()
+        path = next((d / file_name for d in dirs if (d / file_name).is_file()), None)
         if path is None:
-            raise FileNotFoundError(f"{file_name} not found in {', '.join(map(str, message_definition_dirs()))}")
+            raise FileNotFoundError(f"{file_name} not found in {', '.join(map(str, dirs))}")
         store.register(get_types_from_msg(path.read_text(), type_name))
     return store
 

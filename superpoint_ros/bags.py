@@ -39,6 +39,7 @@ import yaml
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import McapReader, read_sized, read_string
+from tqdm import tqdm
 
 from superpoint_ros import bag_messages
 from superpoint_ros.backends import BACKENDS, PRECISIONS
@@ -58,27 +59,9 @@ EXIT_OK, EXIT_READ_ERROR, EXIT_USAGE = 0, 1, 2
 READ_AHEAD_BATCHES = 2
 PENDING_LIMIT = 8
 SKIP_LOG_PERIOD_S = 5.0
-# Mirrors of the tracker node's constants: a frame due after one `vins_max_rate` period is not
-# skipped for coming a little early.
+# As the tracker node's (tracker_node imports rclpy, this module must not): a frame due after one
+# `vins_max_rate` period is not skipped for coming a little early.
 RATE_TOLERANCE = 0.95
-# The detector node's parameters that configure `Detector` (the others are about live topics).
-DETECTOR_PARAMETERS = (
-    "weights",
-    "weights_revision",
-    "device",
-    "backend",
-    "precision",
-    "tensorrt_cache_dir",
-    "int8_calibration",
-    "int8_calibration_count",
-    "int8_cache_dir",
-    "resize_height",
-    "resize_width",
-    "keypoint_threshold",
-    "nms_radius",
-    "max_keypoints",
-    "border_removal_distance",
-)
 TRACKER_MATCHING = ("nn_threshold", "ratio_threshold", "max_track_gap", "verification", "ransac_threshold")
 
 
@@ -538,9 +521,9 @@ def process(
 
     Options as the command's (see `main` and docs/bags.md); `detector` replaces the one built
     from the parameters (the weights and engine options are then ignored). `stop` (set by a
-    signal handler) ends the run after the current batch with a valid, closed bag. `log`
-    hears the topic list (with `list_topics`) and throttled skip lines (default: stderr). Raises `BagError` for a
-    bad input, output or option, before anything is written.
+    signal handler) ends the run after the current batch with a valid, closed bag. `log` hears
+    the topic list (with `list_topics`) and the throttled skip lines (default: stderr). Raises
+    `BagError` for a bad input, output or option, before anything is written.
     """
     input_path, output = pathlib.Path(input_path), pathlib.Path(output)
     write_line = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -578,7 +561,7 @@ def process(
         summary = Summary(str(input_path), str(output))
         if cut_note:
             summary.error = cut_note
-        counts = {c.topic: c.msgcount for c in reader.connections if c.topic in cameras}
+        counts = {topic: reader.topics[topic].msgcount for topic in selected}
         for topic in selected:
             out = f"{cameras[topic].namespace}/keypoints"
             if list_topics:
@@ -635,8 +618,6 @@ def _run(
     write_line: Callable[[str], None],
     total: int | None,
 ) -> None:
-    from tqdm import tqdm
-
     info_topics = {camera.info_topic for camera in cameras.values()}
     connections = [
         c

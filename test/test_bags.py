@@ -522,3 +522,47 @@ def test_a_truncated_bag_is_processed_up_to_the_cut_and_the_error_gives_a_nonzer
     assert 17 <= len(written) < count
     assert f" {len(written)} processed" in summary
     assert [fields(m.header) for _, _, m in written] == [fields(header(i)) for i in range(len(written))]
+
+
+def test_a_batch_the_network_fails_on_is_counted_and_the_run_goes_on(tmp_path, capsys):
+    class FailsOnItsSecondBatch(Detector):
+        calls = 0
+
+        def detect(self, images, channel_order="bgr"):
+            FailsOnItsSecondBatch.calls += 1
+            if FailsOnItsSecondBatch.calls == 2:
+                raise RuntimeError("out of memory")
+            return super().detect(images, channel_order)
+
+    frames = [structured_image(HEIGHT, WIDTH, seed) for seed in range(5)]
+    source = write_bag(tmp_path / "in", [("/cam0/image_raw", image(f, i)) for i, f in enumerate(frames)])
+    detector = FailsOnItsSecondBatch(weights="random", device="cpu")
+    summary = bags.process(source, tmp_path / "out", detector=detector, batch=2)
+    assert (summary.frames_read, summary.processed, dict(summary.skipped)) == (5, 3, {"inference failed": 2})
+    assert "skipped a frame on /cam0/image_raw: RuntimeError('out of memory')" in capsys.readouterr().err
+    written = read_bag(tmp_path / "out")["/cam0/keypoints"]
+    assert [m.header.stamp.sec for _, _, m in written] == [header(i).stamp.sec for i in (0, 1, 4)]
+
+
+def test_a_batch_below_one_gives_one_line_and_exit_code_2(tmp_path, capsys):
+    source = write_bag(tmp_path / "in", [("/cam0/image_raw", image(structured_image(HEIGHT, WIDTH, 0), 0))])
+    assert run(source, tmp_path / "out", "--batch", "0") == 2
+    assert one_line(capsys) == "superpoint-bag: --batch must be at least 1, got 0"
+
+
+def test_it_runs_without_ros_no_rclpy_imported_and_no_workspace_sourced(tmp_path):
+    source = write_bag(tmp_path / "in", [("/cam0/image_raw", image(structured_image(HEIGHT, WIDTH, 0), 0))])
+    script = (
+        "import sys\n"
+        "from superpoint_ros import bags\n"
+        f"summary = bags.process({str(source)!r}, {str(tmp_path / 'out')!r}, weights='random', device='cpu')\n"
+        "ros = {'rclpy', 'sensor_msgs', 'std_msgs'} & {m.split('.')[0] for m in sys.modules}\n"
+        "print(summary.processed, sorted(ros))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "1 []"
+    assert read_bag(tmp_path / "out")["/cam0/keypoints"][0][2].descriptor_size == 256
