@@ -559,7 +559,8 @@ def test_it_runs_without_ros_no_rclpy_imported_and_no_workspace_sourced(tmp_path
         "ros = {'rclpy', 'sensor_msgs', 'std_msgs'} & {m.split('.')[0] for m in sys.modules}\n"
         "print(summary.processed, sorted(ros))\n"
     )
-    environment = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
+    # The source tree alone: no workspace install, no AMENT_PREFIX_PATH.
+    environment = {k: v for k, v in os.environ.items() if k != "AMENT_PREFIX_PATH"} | {"PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
     )
