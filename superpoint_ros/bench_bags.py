@@ -11,6 +11,7 @@ median ratio and that share are the figures to read.
 """
 
 import argparse
+import os
 import pathlib
 import statistics
 import sys
@@ -107,6 +108,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     record = record_head("superpoint_ros.bench_bags", argv)
+    load_at_start = os.getloadavg()
     height, width = (int(side) for side in args.size.split("x"))
     with tempfile.TemporaryDirectory() as scratch:
         directory = pathlib.Path(scratch)
@@ -137,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- Input: {args.frames} frames {height}×{width} ({args.input}), batch {args.batch}; weights "
         f"{'random (benchmark_weights)' if args.weights is None else args.weights}"
     )
+    load = " / ".join(f"{value:.2f}" for value in load_at_start)
+    print(f"- Load average (1/5/15 min) at start {load}, at end {' / '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(
         "- Detector: `detect` on decoded frames in memory; superpoint-bag: `bags.process` on the MCAP bag with the "
         "same Detector (read, decode, network, KeypointArray, MCAP write), rounds alternating"
