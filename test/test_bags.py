@@ -405,6 +405,7 @@ def test_a_signal_stops_after_the_current_batch_and_leaves_a_valid_closed_bag(tm
     assert process.returncode == 128 + signum, rest
     (summary,) = [line for line in rest.splitlines() if " frames read, " in line]
     assert summary.endswith("interrupted, the output holds the frames processed so far")
+    assert "frame/s" not in rest  # no progress bar off a terminal
     processed = int(summary.split(" processed")[0].rsplit(" ", 1)[1])
     assert 0 < processed < count
     with Reader(tmp_path / "out") as reader:
@@ -567,3 +568,65 @@ def test_it_runs_without_ros_no_rclpy_imported_and_no_workspace_sourced(tmp_path
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == "1 []"
     assert read_bag(tmp_path / "out")["/cam0/keypoints"][0][2].descriptor_size == 256
+
+
+def test_batch_sizes_agree_within_the_parity_tolerances_with_settings_from_the_params_file(tmp_path):
+    frames = [structured_image(HEIGHT, WIDTH, seed) for seed in range(5)]
+    source = write_bag(tmp_path / "in", [("/cam0/image_raw", image(f, i)) for i, f in enumerate(frames)])
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "/**/superpoint_detector:\n  ros__parameters:\n"
+        "    weights: random\n    device: cpu\n    nms_radius: 2\n    border_removal_distance: 6\n"
+    )
+    outputs = []
+    for batch in (1, 3):
+        bags.process(source, tmp_path / f"out{batch}", params_file=params, batch=batch, list_topics=False)
+        outputs.append([m for _, _, m in read_bag(tmp_path / f"out{batch}")["/cam0/keypoints"]])
+    alone = Detector(weights="random", device="cpu", nms_radius=2, border_removal_distance=6)
+    for one, three, pixels in zip(*outputs, frames, strict=True):
+        expected = alone.detect([pixels])[0]
+        np.testing.assert_array_equal(keypoints_of(one), expected.keypoints)
+        # As test_detector's batch test: the same keypoints, scores and descriptors within float noise.
+        order_one = np.lexsort((keypoints_of(one)[:, 1], keypoints_of(one)[:, 0], -np.asarray(one.scores)))
+        order_three = np.lexsort((keypoints_of(three)[:, 1], keypoints_of(three)[:, 0], -np.asarray(three.scores)))
+        np.testing.assert_array_equal(keypoints_of(one)[order_one], keypoints_of(three)[order_three])
+        np.testing.assert_allclose(np.asarray(one.scores)[order_one], np.asarray(three.scores)[order_three], atol=1e-6)
+        descriptors_one = np.reshape(one.descriptors, (-1, 256))[order_one]
+        np.testing.assert_allclose(descriptors_one, np.reshape(three.descriptors, (-1, 256))[order_three], atol=1e-5)
+
+
+def terminal_output(command: list[str]) -> str:
+    """What `command` writes to stderr when stderr is a terminal (a pseudo-terminal here)."""
+    import pty
+    import termios
+
+    controller, terminal = pty.openpty()
+    termios.tcsetwinsize(terminal, (24, 120))  # a new pseudo-terminal is 0 columns wide: no room for a bar
+    process = subprocess.Popen(command, stderr=terminal, stdout=subprocess.DEVNULL)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    assert process.wait(timeout=300) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_the_progress_bar_shows_on_a_terminal_only_and_not_with_quiet(tmp_path):
+    source = write_bag(
+        tmp_path / "in", [("/cam0/image_raw", image(structured_image(HEIGHT, WIDTH, i), i)) for i in range(3)]
+    )
+    command = [sys.executable, "-m", "superpoint_ros.bags", str(source)]
+    options = ["--weights", "random", "--device", "cpu"]
+    shown = terminal_output([*command, str(tmp_path / "shown"), *options])
+    quiet = terminal_output([*command, str(tmp_path / "quiet"), *options, "--quiet"])
+    assert "frame/s" in shown and "/3 [" in shown
+    assert "frame/s" not in quiet and "-> /cam0/keypoints" not in quiet
+    for output in (shown, quiet):
+        assert " 3 frames read, 3 processed, 0 skipped" in output.splitlines()[-1]
