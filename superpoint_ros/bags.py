@@ -10,8 +10,10 @@ Each `sensor_msgs/Image` or `sensor_msgs/CompressedImage` (JPEG, PNG) frame beco
 `superpoint_ros/msg/KeypointArray` with the image's header, on the topic the live detector node
 publishes for that camera (`camera_namespace`); `--tracking` adds the tracker node's
 `FeatureTracks` (`<camera namespace>/tracks`) and `--vins` its VINS-Fusion `PointCloud`
-(`<camera namespace>/feature`), with calibration from `<camera namespace>/camera_info`. Each
-output message is stamped in the bag with its image's receive time.
+(`<camera namespace>/feature`), with calibration from `<camera namespace>/camera_info`; with
+the tracker's `stereo: true`, cameras `<ns>/left` and `<ns>/right` are tracked as a pair, as
+the stereo tracker node in `<ns>` does (`<ns>/feature`). Each output message is stamped in the
+bag with its image's receive time.
 
 A thread reads and decodes frames while the network runs on the previous batch. Ctrl-C or
 SIGTERM stops after the current batch and closes the output bag, which then holds everything
@@ -47,7 +49,7 @@ from superpoint_ros.camera_model import CameraModel, camera_model
 from superpoint_ros.detector import Detections, Detector
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError, decode_compressed_image, decode_image
 from superpoint_ros.images import ImageError, check_image
-from superpoint_ros.tracking import CameraTracks, Tracker
+from superpoint_ros.tracking import CameraTracks, Tracker, match_stereo
 from superpoint_ros.vins_layout import CameraFeatures, Observations, normalized_velocities, vins_feature_arrays
 from superpoint_ros.weights import DEFAULT_WEIGHTS, WeightsError
 
@@ -62,6 +64,8 @@ SKIP_LOG_PERIOD_S = 5.0
 # As the tracker node's (tracker_node imports rclpy, this module must not): a frame due after one
 # `vins_max_rate` period is not skipped for coming a little early.
 RATE_TOLERANCE = 0.95
+# Stereo frames waiting for their other half; a stamp older than this many is given up.
+PENDING_STEREO_FRAMES = 10
 TRACKER_MATCHING = ("nn_threshold", "ratio_threshold", "max_track_gap", "verification", "ransac_threshold")
 
 
@@ -272,52 +276,140 @@ def select_topics(available: dict[str, str], requested: Sequence[str] | None) ->
 
 
 @dataclasses.dataclass
-class CameraTracking:
-    """The tracker node's work for one camera (`stereo: false`), without ROS: `Tracker` ids,
-    the tracks shown (`min_track_length`), normalized coordinates from the latest CameraInfo,
-    and the VINS-Fusion arrays (at most `vins_max_rate` by stamps)."""
+class TrackedFrame:
+    """One camera's image as the tracker node receives its KeypointArray."""
 
-    tracker: Tracker
-    min_track_length: int = 1
-    vins_period_s: float = 0.0
-    rectified_input: bool = False
-    model: CameraModel | None = None
-    previous: Observations | None = None
-    last_stamp: float | None = None
-    last_vins_stamp: float | None = None
+    header: object
+    height: int
+    width: int
+    detections: Detections
+    timestamp_ns: int
 
-    def set_camera_info(self, info: object) -> None:
+    @property
+    def stamp(self) -> float:
+        return self.header.stamp.sec + self.header.stamp.nanosec * 1e-9
+
+    @property
+    def stamp_key(self) -> tuple[int, int]:
+        return self.header.stamp.sec, self.header.stamp.nanosec
+
+
+class Tracking:
+    """The tracker node's work, without ROS, for what one tracker node would hear: one camera,
+    or (`stereo`) a left and a right camera whose frames pair by identical stamps. Its outputs
+    (`offer`) are the node's: FeatureTracks per camera, and the VINS-Fusion PointCloud."""
+
+    def __init__(self, parameters: dict, namespaces: list[str], tracks_namespace: str) -> None:
+        """`parameters`: the tracker node's; `namespaces`: each camera's (left first);
+        `tracks_namespace`: where `feature` goes. Raises `BagError` for a bad parameter."""
+        try:
+            rate_hz = float(parameters.get("vins_max_rate", 0.0))
+            self.tracker = Tracker(
+                device=parameters.get("device", "cpu"),
+                **{n: parameters[n] for n in TRACKER_MATCHING if n in parameters},
+            )
+        except (ValueError, TypeError) as error:
+            raise BagError(f"superpoint_tracker parameters: {' '.join(str(error).split())}") from None
+        self.namespaces = namespaces
+        self.feature_topic = f"{tracks_namespace}/feature"
+        self.min_track_length = int(parameters.get("min_track_length", 1))
+        self.vins_period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        self.rectified_input = bool(parameters.get("images_rectified", False))
+        self.row_tolerance = float(parameters.get("stereo_row_tolerance", 2.0))
+        self.models: list[CameraModel | None] = [None] * len(namespaces)
+        self.previous: list[Observations | None] = [None] * len(namespaces)
+        self.last_stamp: float | None = None
+        self.last_vins_stamp: float | None = None
+        self.pending: collections.OrderedDict[tuple[int, int], dict[int, TrackedFrame]] = collections.OrderedDict()
+        self.unpaired = 0
+
+    def set_camera_info(self, camera: int, info: object) -> None:
         """Take a `rosbags` CameraInfo; raises `ValueError` for one the camera model refuses."""
-        self.model = camera_model(
+        self.models[camera] = camera_model(
             info.width, info.height, info.distortion_model, info.k, info.d, info.r, info.p, self.rectified_input
         )
 
-    def track(
-        self, detections: Detections, stamp: float
-    ) -> tuple[CameraTracks, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
-        """One frame: the tracks shown, their normalized coordinates (None without CameraInfo)
-        and the VINS-Fusion `(points, channels)` (None when skipped). Raises `ValueError` for
-        detections the tracker refuses."""
+    def offer(self, camera: int, frame: TrackedFrame) -> list[tuple[str, str, object, int]]:
+        """Track `frame` of `camera` (in stereo, once its other half came): the messages to
+        write, as `(topic, type, message, receive time ns)`. Raises `ValueError` for detections
+        the tracker refuses."""
+        if len(self.namespaces) == 1:
+            return self._track([frame])
+        halves = self.pending.setdefault(frame.stamp_key, {})
+        halves[camera] = frame
+        outputs = []
+        if len(halves) == 2:
+            del self.pending[frame.stamp_key]
+            outputs = self._track([halves[0], halves[1]])
+        while len(self.pending) > PENDING_STEREO_FRAMES:
+            self.pending.popitem(last=False)
+            self.unpaired += 1
+        return outputs
+
+    def _track(self, frames: list[TrackedFrame]) -> list[tuple[str, str, object, int]]:
+        stamp = frames[0].stamp
         if self.last_stamp is not None and stamp < self.last_stamp:
             self.tracker.reset()
-            self.previous = None
+            self.previous = [None] * len(self.previous)
             self.last_vins_stamp = None
         self.last_stamp = stamp
-        tracks = self.tracker.update(detections, stamp)
-        view = CameraTracks(tracks.ids, tracks.lengths, tracks.ages, detections.keypoints, np.arange(len(tracks.ids)))
-        shown = np.flatnonzero(view.lengths >= self.min_track_length)
-        if self.model is None:
-            return view.select(shown), None, None
-        normalized = self.model.normalized(view.keypoints)
-        current = Observations(view.ids, normalized, stamp)
-        velocities = normalized_velocities(current, self.previous)
-        self.previous = current
-        vins = None
-        if self.last_vins_stamp is None or stamp - self.last_vins_stamp >= RATE_TOLERANCE * self.vins_period_s:
+        left = frames[0].detections
+        tracks = self.tracker.update(left, stamp)
+        views = [CameraTracks(tracks.ids, tracks.lengths, tracks.ages, left.keypoints, np.arange(len(tracks.ids)))]
+        if len(frames) == 2:
+            left_rows, right_rows = self._match_stereo(left, frames[1].detections)
+            views.append(
+                CameraTracks(
+                    tracks.ids[left_rows],
+                    tracks.lengths[left_rows],
+                    tracks.ages[left_rows],
+                    frames[1].detections.keypoints[right_rows],
+                    right_rows,
+                )
+            )
+        outputs, features = [], []
+        for camera, (frame, view) in enumerate(zip(frames, views, strict=True)):
+            model = self.models[camera]
+            normalized = model.normalized(view.keypoints) if model is not None else None
+            shown = np.flatnonzero(view.lengths >= self.min_track_length)
+            message = bag_messages.feature_tracks(
+                frame.header,
+                frame.height,
+                frame.width,
+                view.select(shown),
+                normalized[shown] if normalized is not None else None,
+            )
+            topic = f"{self.namespaces[camera]}/tracks"
+            outputs.append((topic, bag_messages.FEATURE_TRACKS, message, frame.timestamp_ns))
+            if normalized is not None:
+                current = Observations(view.ids, normalized, stamp)
+                velocities = normalized_velocities(current, self.previous[camera])
+                self.previous[camera] = current
+                features.append(
+                    CameraFeatures(camera, view.ids[shown], view.keypoints[shown], normalized[shown], velocities[shown])
+                )
+        due = self.last_vins_stamp is None or stamp - self.last_vins_stamp >= RATE_TOLERANCE * self.vins_period_s
+        if len(features) == len(views) and due:
             self.last_vins_stamp = stamp
-            features = CameraFeatures(0, view.ids[shown], view.keypoints[shown], normalized[shown], velocities[shown])
-            vins = vins_feature_arrays([features])
-        return view.select(shown), normalized[shown], vins
+            cloud = bag_messages.point_cloud(frames[0].header, *vins_feature_arrays(features))
+            outputs.append((self.feature_topic, bag_messages.POINT_CLOUD, cloud, frames[-1].timestamp_ns))
+        return outputs
+
+    def _match_stereo(self, left: Detections, right: Detections) -> tuple[np.ndarray, np.ndarray]:
+        left_model, right_model = self.models
+        if left_model is not None and right_model is not None:
+            left_rows, right_rows = left_model.rectified(left.keypoints), right_model.rectified(right.keypoints)
+        else:
+            left_rows, right_rows = left.keypoints, right.keypoints
+        return match_stereo(
+            left.descriptors,
+            left_rows,
+            right.descriptors,
+            right_rows,
+            self.tracker.settings.nn_threshold,
+            self.row_tolerance,
+            self.tracker.device,
+        )
 
 
 @dataclasses.dataclass
@@ -326,7 +418,8 @@ class Camera:
 
     image_topic: str
     namespace: str
-    tracking: CameraTracking | None = None
+    tracking: Tracking | None = None
+    index: int = 0  # in `tracking`: 0, or 1 for the right camera of a stereo pair
 
     @property
     def info_topic(self) -> str:
@@ -533,8 +626,6 @@ def process(
         raise BagError(f"--batch must be at least 1, got {batch}")
     tracking = tracking or vins
     detector_parameters, tracker_parameters = read_parameters(params_file)
-    if tracking and tracker_parameters.get("stereo"):
-        raise BagError("stereo tracking (superpoint_tracker stereo: true) is not supported by superpoint-bag")
     _check_output(input_path, output, overwrite)
     reader, cut_note = open_reader(input_path)
     try:
@@ -554,8 +645,7 @@ def process(
                 raise BagError(" ".join(str(error).split())) from None
         cameras = {topic: Camera(topic, namespaces[topic]) for topic in selected}
         if tracking:
-            for camera in cameras.values():
-                camera.tracking = _camera_tracking(tracker_parameters)
+            _attach_tracking(list(cameras.values()), tracker_parameters)
         if overwrite:
             _remove(output)
         summary = Summary(str(input_path), str(output))
@@ -586,21 +676,30 @@ def process(
     return summary
 
 
-def _camera_tracking(parameters: dict) -> CameraTracking:
-    """A camera's tracking from the tracker node's parameters; raises `BagError`."""
-    try:
-        rate_hz = float(parameters.get("vins_max_rate", 0.0))
-        tracker = Tracker(
-            device=parameters.get("device", "cpu"), **{n: parameters[n] for n in TRACKER_MATCHING if n in parameters}
+def _attach_tracking(cameras: list[Camera], parameters: dict) -> None:
+    """One `Tracking` per camera, or with the tracker's `stereo: true` one for the pair whose
+    namespaces are `<ns>/left` and `<ns>/right` (as the stereo tracker node in `<ns>` hears
+    them), whose `feature` goes to `<ns>/feature`. Raises `BagError`."""
+    if not parameters.get("stereo"):
+        for camera in cameras:
+            camera.tracking = Tracking(parameters, [camera.namespace], camera.namespace)
+        return
+    by_namespace = {camera.namespace: camera for camera in cameras}
+    pairs = [
+        (by_namespace[ns], by_namespace[ns.removesuffix("/left") + "/right"])
+        for ns in by_namespace
+        if ns.endswith("/left") and ns.removesuffix("/left") + "/right" in by_namespace
+    ]
+    if len(pairs) != 1 or len(cameras) != 2:
+        found = ", ".join(sorted(by_namespace)) or "none"
+        raise BagError(
+            "stereo tracking needs exactly two image topics whose cameras are <namespace>/left and "
+            f"<namespace>/right (pick them with --topics); cameras found: {found}"
         )
-    except (ValueError, TypeError) as error:
-        raise BagError(f"superpoint_tracker parameters: {' '.join(str(error).split())}") from None
-    return CameraTracking(
-        tracker,
-        min_track_length=int(parameters.get("min_track_length", 1)),
-        vins_period_s=1.0 / rate_hz if rate_hz > 0 else 0.0,
-        rectified_input=bool(parameters.get("images_rectified", False)),
-    )
+    left, right = pairs[0]
+    tracking = Tracking(parameters, [left.namespace, right.namespace], left.namespace.removesuffix("/left"))
+    left.tracking, right.tracking = tracking, tracking
+    right.index = 1
 
 
 def _run(
@@ -701,7 +800,7 @@ def _flush(
         if record.camera_info is not None:
             if camera.tracking is not None:
                 try:
-                    camera.tracking.set_camera_info(record.camera_info)
+                    camera.tracking.set_camera_info(camera.index, record.camera_info)
                 except ValueError as error:
                     skip_line(record.connection.topic, "CameraInfo ignored", str(error))
             continue
@@ -724,40 +823,17 @@ def _flush(
         )
         summary.processed += 1
         summary.keypoints += len(detections.scores)
-        if camera.tracking is not None:
-            _write_tracks(record, detections, height, width, writer, connection, vins, skip_line)
-
-
-def _write_tracks(
-    record: Record,
-    detections: Detections,
-    height: int,
-    width: int,
-    writer: Writer,
-    connection: Callable[[str, str], Connection],
-    vins: bool,
-    skip_line: ThrottledLines,
-) -> None:
-    camera = record.camera
-    stamp = record.header.stamp.sec + record.header.stamp.nanosec * 1e-9
-    try:
-        tracks, normalized, features = camera.tracking.track(detections, stamp)
-    except ValueError as error:
-        skip_line(record.connection.topic, "not tracked", str(error))
-        return
-    message = bag_messages.feature_tracks(record.header, height, width, tracks, normalized)
-    writer.write(
-        connection(f"{camera.namespace}/tracks", bag_messages.FEATURE_TRACKS),
-        record.timestamp_ns,
-        bag_messages.serialize(message),
-    )
-    if vins and features is not None:
-        cloud = bag_messages.point_cloud(record.header, *features)
-        writer.write(
-            connection(f"{camera.namespace}/feature", bag_messages.POINT_CLOUD),
-            record.timestamp_ns,
-            bag_messages.serialize(cloud),
-        )
+        if camera.tracking is None:
+            continue
+        frame = TrackedFrame(record.header, height, width, detections, record.timestamp_ns)
+        try:
+            outputs = camera.tracking.offer(camera.index, frame)
+        except ValueError as error:
+            skip_line(record.connection.topic, "not tracked", str(error))
+            continue
+        for topic, type_name, output, timestamp_ns in outputs:
+            if type_name != bag_messages.POINT_CLOUD or vins:
+                writer.write(connection(topic, type_name), timestamp_ns, bag_messages.serialize(output))
 
 
 def is_bag(path: pathlib.Path) -> bool:

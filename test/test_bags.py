@@ -301,6 +301,82 @@ def test_tracks_and_vins_points_equal_the_tracker_nodes_fed_the_same_keypoints(g
     assert len(last.ids) > 0 and max(last.lengths) == len(frames)
 
 
+def test_stereo_tracks_and_vins_points_equal_the_stereo_tracker_nodes(graph, tmp_path):
+    count, disparity = 5, 6
+    scene = structured_image(HEIGHT, WIDTH + count + disparity, 9)
+    messages = [("/stereo/left/camera_info", camera_info()), ("/stereo/right/camera_info", camera_info())]
+    for i in range(count):
+        left = np.ascontiguousarray(scene[:, count - i : count - i + WIDTH])
+        right = np.ascontiguousarray(scene[:, count - i + disparity : count - i + disparity + WIDTH])
+        # The right camera's frame first in the bag now and then: pairing goes by stamp.
+        pair = [("/stereo/left/image_raw", image(left, i, frame_id="left"))]
+        pair.insert(i % 2, ("/stereo/right/image_raw", image(right, i, frame_id="right")))
+        messages += pair
+    source = write_bag(tmp_path / "in", messages)
+    params = tmp_path / "params.yaml"
+    params.write_text("/**/superpoint_tracker:\n  ros__parameters:\n    stereo: true\n    verification: none\n")
+    bags.process(
+        source, tmp_path / "out", weights="random", device="cpu", vins=True, params_file=params, list_topics=False
+    )
+    written = read_bag(tmp_path / "out")
+    assert sorted(written) == [
+        "/stereo/feature",
+        "/stereo/left/keypoints",
+        "/stereo/left/tracks",
+        "/stereo/right/keypoints",
+        "/stereo/right/tracks",
+    ]
+
+    namespace = f"/test_bags_stereo_{os.getpid()}"
+    overrides = {"stereo": True, "vins_output": True, "debug_image": False, "verification": "none"}
+    tracker = TrackerNode(
+        namespace=namespace,
+        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
+        context=graph.context,
+    )
+    graph.add(tracker)
+    try:
+        inboxes = {
+            topic: graph.subscribe(kind, f"{namespace}/{topic}", RELIABLE)
+            for topic, kind in (
+                ("left/tracks", FeatureTracks),
+                ("right/tracks", FeatureTracks),
+                ("feature", PointCloud),
+            )
+        }
+        info = CameraInfo(width=WIDTH, height=HEIGHT, distortion_model=CAMERA["distortion_model"])
+        info.k, info.d, info.r, info.p = CAMERA["k"], CAMERA["d"], CAMERA["r"], CAMERA["p"]
+        for index, side in enumerate(("left", "right")):
+            publisher = graph.publisher(CameraInfo, f"{namespace}/{side}/camera_info", RELIABLE)
+            wait_until(lambda p=publisher: p.get_subscription_count() > 0, what=f"the {side} camera_info subscription")
+            wait_until(lambda p=publisher, i=index: p.publish(info) or tracker.cameras[i].model is not None)
+        publishers = {
+            side: graph.publisher(KeypointArray, f"{namespace}/{side}/keypoints", RELIABLE)
+            for side in ("left", "right")
+        }
+        for side, publisher in publishers.items():
+            wait_until(lambda p=publisher: p.get_subscription_count() > 0, what=f"the {side} keypoints subscription")
+        # The tracker hears the KeypointArrays in the order the bag holds their images.
+        in_bag_order = sorted(
+            (timestamp, side, raw)
+            for side in ("left", "right")
+            for timestamp, raw, _ in written[f"/stereo/{side}/keypoints"]
+        )
+        for number, (_, side, raw) in enumerate(in_bag_order, start=1):
+            publishers[side].publish(deserialize_message(raw, KeypointArray))
+            pairs = number // 2
+            wait_until(lambda n=pairs: all(len(inbox) >= n for inbox in inboxes.values()), what=f"pair {pairs}")
+    finally:
+        graph.remove(tracker)
+    for topic, kind in (("left/tracks", FeatureTracks), ("right/tracks", FeatureTracks), ("feature", PointCloud)):
+        ours = written[f"/stereo/{topic}"]
+        assert len(ours) == count
+        for node_message, (_, raw, _) in zip(inboxes[topic].messages, ours, strict=True):
+            assert deserialize_message(raw, kind) == node_message
+    # The right camera matched left keypoints, so stereo matching was compared too.
+    assert all(len(m.ids) > 0 for _, _, m in written["/stereo/right/tracks"])
+
+
 # ---------------------------------------------------------------- inputs, outputs and options
 
 
@@ -630,3 +706,16 @@ def test_the_progress_bar_shows_on_a_terminal_only_and_not_with_quiet(tmp_path):
     assert "frame/s" not in quiet and "-> /cam0/keypoints" not in quiet
     for output in (shown, quiet):
         assert " 3 frames read, 3 processed, 0 skipped" in output.splitlines()[-1]
+
+
+def test_stereo_tracking_without_a_left_and_right_camera_gives_one_line_and_exit_code_2(tmp_path, capsys):
+    frame = structured_image(HEIGHT, WIDTH, 0)
+    source = write_bag(tmp_path / "in", [("/cam0/image_raw", image(frame, 0)), ("/cam1/image_raw", image(frame, 0))])
+    params = tmp_path / "params.yaml"
+    params.write_text("/**/superpoint_tracker:\n  ros__parameters:\n    stereo: true\n")
+    assert run(source, tmp_path / "out", "--tracking", "--params-file", str(params)) == 2
+    assert one_line(capsys) == (
+        "superpoint-bag: stereo tracking needs exactly two image topics whose cameras are <namespace>/left and "
+        "<namespace>/right (pick them with --topics); cameras found: /cam0, /cam1"
+    )
+    assert not (tmp_path / "out").exists()
