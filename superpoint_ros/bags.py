@@ -88,7 +88,8 @@ def _absolute(topic: str) -> str:
 
 def output_namespaces(image_topics: Sequence[str], detector_parameters: dict) -> dict[str, str]:
     """Each input image topic's output namespace. With the node's `image_topics` parameter set
-    (several cameras in one node, at the root namespace), a topic listed there (or its
+    (several cameras in one node, at the root namespace, so relative names resolve against
+    `/`), a topic listed there (or its
     `/compressed`) maps to `/<camera name>`, by `camera_names` or `camera0`, `camera1`, ...;
     any other topic maps to `camera_namespace(topic)`."""
     configured = [_absolute(t) for t in detector_parameters.get("image_topics") or []]
@@ -98,7 +99,7 @@ def output_namespaces(image_topics: Sequence[str], detector_parameters: dict) ->
     by_topic = dict(zip(configured, names, strict=True))
     namespaces = {}
     for topic in image_topics:
-        base = _absolute(topic).removesuffix("/compressed") if topic.endswith("/compressed") else _absolute(topic)
+        base = _absolute(topic).removesuffix("/compressed")
         namespaces[topic] = f"/{by_topic[base]}" if base in by_topic else camera_namespace(topic)
     return namespaces
 

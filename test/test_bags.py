@@ -599,6 +599,10 @@ def test_a_truncated_bag_is_processed_up_to_the_cut_and_the_error_gives_a_nonzer
     assert 17 <= len(written) < count
     assert f" {len(written)} processed" in summary
     assert [fields(m.header) for _, _, m in written] == [fields(header(i)) for i in range(len(written))]
+    # A recorder killed before writing metadata.yaml leaves the MCAP file alone in the directory.
+    (source / "metadata.yaml").unlink()
+    assert run(source, tmp_path / "out", "--overwrite") == 1
+    assert f" {len(written)} processed" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_a_batch_the_network_fails_on_is_counted_and_the_run_goes_on(tmp_path, capsys):
