@@ -723,3 +723,24 @@ def test_stereo_tracking_without_a_left_and_right_camera_gives_one_line_and_exit
         "<namespace>/right (pick them with --topics); cameras found: /cam0, /cam1"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_parameters_file_gives_one_line_and_exit_code_2(tmp_path, capsys):
+    source = write_bag(tmp_path / "in", [("/cam0/image_raw", image(structured_image(HEIGHT, WIDTH, 0), 0))])
+    assert run(source, tmp_path / "out", "--params-file", str(tmp_path / "absent.yaml")) == 2
+    assert one_line(capsys).startswith(f"superpoint-bag: cannot read parameters file {tmp_path / 'absent.yaml'}:")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    assert run(source, tmp_path / "out", "--params-file", str(tmp_path / "list.yaml")) == 2
+    assert "is not a mapping of node names to ros__parameters" in one_line(capsys)
+
+
+def test_the_throughput_benchmark_prints_a_section_with_both_rates_per_round(capsys):
+    from superpoint_ros import bench_bags
+
+    options = ["--frames", "2", "--size", "32x48", "--batch", "2", "--rounds", "2", "--weights", "random"]
+    assert bench_bags.main([*options, "--input", "jpeg"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("## ") and "superpoint-bag throughput vs Detector batch throughput" in lines[0]
+    assert "- Input: 2 frames 32×48 (jpeg), batch 2; weights random" in lines
+    rows = [line.split(" | ") for line in lines if line.startswith(("| 1 |", "| 2 |", "| median |"))]
+    assert len(rows) == 3 and all(len(row) == 5 and float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
