@@ -40,7 +40,7 @@ def test_colcon_build_generates_python_and_cpp_message_support(tmp_path, mode):
     install = workspace / "install" / "superpoint_ros"
     assert (install / "include/superpoint_ros/superpoint_ros/msg/keypoint_array.hpp").is_file()
     assert (install / "include/superpoint_ros/superpoint_ros/msg/feature_tracks.hpp").is_file()
-    for program in ("detector", "tracker"):
+    for program in ("detector", "tracker", "bag"):
         executable = install / "lib/superpoint_ros" / program
         assert executable.is_file() and os.access(executable, os.X_OK)
         # It starts with the Python it was built with, so a venv's packages are found without activating it.

@@ -91,4 +91,10 @@ def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "superpoint-detect = superpoint_ros.cli:main" in entry_points
     assert "superpoint-export = superpoint_ros.export:main" in entry_points
-    assert "superpoint_ros/detector.py" in names and not any("/msg/" in n for n in names)
+    assert "superpoint-bag = superpoint_ros.bags:main" in entry_points
+    # No generated message module, but the .msg texts that superpoint-bag embeds in its bags.
+    assert "superpoint_ros/detector.py" in names and not any(n.startswith("superpoint_ros/msg/") for n in names)
+    assert {n.rsplit("/", 1)[1] for n in names if "/share/superpoint_ros/msg/" in n} == {
+        "KeypointArray.msg",
+        "FeatureTracks.msg",
+    }

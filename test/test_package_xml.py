@@ -39,6 +39,8 @@ JAZZY_PACKAGES = {
 }
 # Each maps to the apt package of the same name on every Ubuntu release.
 UBUNTU_APT_KEYS = {"python3-numpy", "python3-opencv", "python3-pytest", "python3-yaml"}
+# Checked the same way on 2026-12-01 (shared/ENVIRONMENT.md): apt python3-tqdm, for superpoint-bag.
+UBUNTU_APT_KEYS |= {"python3-tqdm"}
 
 
 def keys_on_jazzy() -> set[str]:
