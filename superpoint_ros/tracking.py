@@ -20,6 +20,7 @@ fit the camera motion: see `TrackingSettings.verification`.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -37,6 +38,9 @@ MIN_MATCHES_TO_VERIFY = {"auto": 16, "fundamental": 16, "homography": 8}
 PLANAR_SHARE = 0.95
 RANSAC_CONFIDENCE = 0.999
 RANSAC_MAX_ITERATIONS = 2000
+# Track rows per block of the similarity matrix: memory O(SIMILARITY_CHUNK_ROWS × keypoints),
+# 32 MB at 8192 keypoints, instead of O(tracks × keypoints).
+SIMILARITY_CHUNK_ROWS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +86,8 @@ class Tracks:
     a new track; `ages + 1 - lengths` frames were missed). Counts for this update: `lost`
     tracks dropped for having gone unseen longer than `max_track_gap`; `rejected` matches that
     geometric verification refused; `unverified` matches kept without a model because too few
-    matches shared their frame gap. `live` tracks remain after the update.
+    matches shared their frame gap. `live` tracks remain after the update. `restarted`: the
+    descriptor size changed, so every earlier track was dropped before this frame.
     """
 
     ids: np.ndarray
@@ -93,6 +98,7 @@ class Tracks:
     rejected: int
     unverified: int
     live: int
+    restarted: bool = False
 
     @property
     def new(self) -> np.ndarray:
@@ -157,18 +163,25 @@ class Tracker:
     def live_tracks(self) -> int:
         return len(self._ids)
 
+    @property
+    def descriptor_size(self) -> int | None:
+        """D of the live tracks' descriptors; None while there are none."""
+        return self._descriptors.shape[1] if self._descriptors is not None and len(self._ids) else None
+
     def update(self, detections: Detections, stamp: float | None = None) -> Tracks:
         """Match one frame's detections to the live tracks and return their tracks.
 
-        Raises `ValueError` for arrays of inconsistent shapes, non-finite keypoints, or a
-        descriptor size that differs from the live tracks' (call `reset` first).
+        A descriptor size other than the live tracks' is a new stream (another detector, or a
+        restarted one with another model): the tracks start afresh, as after `reset`, and
+        `Tracks.restarted` says so. Raises `ValueError` for arrays of inconsistent shapes or
+        non-finite values (`superpoint_ros.tracker_inputs` cleans a message's rows first).
         """
         keypoints, descriptors = _checked_arrays(detections)
-        if self._descriptors is not None and len(self._ids) and descriptors.shape[1] != self._descriptors.shape[1]:
-            raise ValueError(
-                f"descriptors have {descriptors.shape[1]} dimensions but the live tracks' have "
-                f"{self._descriptors.shape[1]}; reset the tracker to change the descriptor size"
-            )
+        restarted = (
+            self._descriptors is not None and len(self._ids) > 0 and descriptors.shape[1] != self._descriptors.shape[1]
+        )
+        if restarted:
+            self.reset()
         settings = self.settings
         self._frame += 1
         lost = self._drop_stale(settings.max_track_gap)
@@ -176,9 +189,8 @@ class Tracker:
 
         track_rows, keypoint_rows = np.empty(0, np.int64), np.empty(0, np.int64)
         if len(self._ids) and len(keypoints):
-            similarity = self._descriptors @ new_descriptors.T
             track_rows, keypoint_rows = mutual_nearest_neighbours(
-                similarity, settings.nn_threshold, settings.ratio_threshold
+                self._descriptors, new_descriptors, settings.nn_threshold, settings.ratio_threshold
             )
         matched = len(track_rows)
         track_rows, keypoint_rows, unverified = self._verify(track_rows, keypoint_rows, keypoints, settings)
@@ -203,7 +215,7 @@ class Tracker:
         new_rows = np.flatnonzero(unmatched)
         ids[new_rows] = self._allocate_ids(len(new_rows))
         self._append(ids[new_rows], keypoints[new_rows], new_descriptors[torch.from_numpy(new_rows).to(self.device)])
-        return Tracks(ids, lengths, ages, stamp, lost, rejected, unverified, len(self._ids))
+        return Tracks(ids, lengths, ages, stamp, lost, rejected, unverified, len(self._ids), restarted)
 
     def _drop_stale(self, max_track_gap: int) -> int:
         """Drop tracks missed in more than `max_track_gap` frames before this one."""
@@ -277,32 +289,52 @@ def _checked_arrays(detections: Detections) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.isfinite(keypoints).all():
         raise ValueError("keypoints must be finite")
+    if not np.isfinite(descriptors).all():
+        # One NaN makes a column's maximum NaN, and with it every mutual test false.
+        raise ValueError("descriptors must be finite")
     return keypoints, descriptors
 
 
 def mutual_nearest_neighbours(
-    similarity: torch.Tensor, nn_threshold: float, ratio_threshold: float = 1.0
+    rows: torch.Tensor,
+    columns: torch.Tensor,
+    nn_threshold: float,
+    ratio_threshold: float = 1.0,
+    allowed: Callable[[int, int], torch.Tensor] | None = None,
+    chunk_rows: int = SIMILARITY_CHUNK_ROWS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of mutual best matches in an `(R, C)` matrix of dot products
-    between unit descriptors, whose L2 distance (`sqrt(2 - 2 s)`) is at most `nn_threshold`.
+    """Indices of mutual best matches between `(R, D)` unit descriptors `rows` and `(C, D)`
+    `columns` (dot products), whose L2 distance (`sqrt(2 - 2 s)`) is at most `nn_threshold`.
 
     With `ratio_threshold < 1`, a row's best distance must also be at most that fraction of its
-    second best. Entries set to −inf never match.
+    second best. `allowed(start, stop)`, when given, is the `(stop - start, C)` bool mask of the
+    pairs rows `start:stop` may match. The similarity is computed `chunk_rows` rows at a time,
+    so memory stays O(`chunk_rows` × C) however many rows there are.
     """
-    rows, columns = similarity.shape
-    if rows == 0 or columns == 0:
+    row_count, column_count = len(rows), len(columns)
+    if row_count == 0 or column_count == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    best_similarity, best_column = similarity.max(dim=1)
+    best_similarity = torch.empty(row_count, dtype=rows.dtype, device=rows.device)
+    best_column = torch.empty(row_count, dtype=torch.int64, device=rows.device)
+    column_best = torch.full((column_count,), -torch.inf, dtype=rows.dtype, device=rows.device)
+    keep = torch.ones(row_count, dtype=torch.bool, device=rows.device)
+    for start in range(0, row_count, chunk_rows):
+        stop = min(start + chunk_rows, row_count)
+        block = rows[start:stop] @ columns.T
+        if allowed is not None:
+            block = block.masked_fill(~allowed(start, stop), -torch.inf)
+        best_similarity[start:stop], best_column[start:stop] = block.max(dim=1)
+        # (On the CPU, the column-wise max with indices took 10x longer than amax.)
+        column_best = torch.maximum(column_best, block.amax(dim=0))
+        if ratio_threshold < 1.0 and column_count > 1:
+            top_two = block.topk(2, dim=1).values
+            distances = torch.sqrt(torch.clamp(2.0 - 2.0 * top_two, min=0.0))
+            keep[start:stop] = distances[:, 0] <= ratio_threshold * distances[:, 1]
     # A row's best column is mutual when no row beats it there, that is when it holds the
-    # column's maximum. (On the CPU, the column-wise max with indices took 10x longer than amax.)
-    column_best = similarity.amax(dim=0)
-    keep = best_similarity >= column_best[best_column]
+    # column's maximum.
+    keep &= best_similarity >= column_best[best_column]
     keep &= best_similarity >= 1.0 - nn_threshold**2 / 2
-    if ratio_threshold < 1.0 and columns > 1:
-        top_two = similarity.topk(2, dim=1).values
-        distances = torch.sqrt(torch.clamp(2.0 - 2.0 * top_two, min=0.0))
-        keep &= distances[:, 0] <= ratio_threshold * distances[:, 1]
-    kept_rows = torch.arange(rows, device=similarity.device)[keep].cpu().numpy()
+    kept_rows = torch.arange(row_count, device=rows.device)[keep].cpu().numpy()
     kept_columns = best_column[keep].cpu().numpy()
     # Rows tied exactly at a column's maximum would share it: the first row keeps it.
     _, first = np.unique(kept_columns, return_index=True)
@@ -369,8 +401,10 @@ def match_stereo(
     right = torch.from_numpy(np.ascontiguousarray(right_descriptors, np.float32)).to(device)
     left_xy = torch.from_numpy(np.asarray(left_rectified, np.float32).reshape(-1, 2)).to(device)
     right_xy = torch.from_numpy(np.asarray(right_rectified, np.float32).reshape(-1, 2)).to(device)
-    similarity = left @ right.T
-    same_row = (left_xy[:, None, 1] - right_xy[None, :, 1]).abs() <= row_tolerance
-    in_front = left_xy[:, None, 0] - right_xy[None, :, 0] >= -row_tolerance
-    similarity = similarity.masked_fill(~(same_row & in_front), -torch.inf)
-    return mutual_nearest_neighbours(similarity, nn_threshold)
+
+    def allowed(start: int, stop: int) -> torch.Tensor:
+        same_row = (left_xy[start:stop, None, 1] - right_xy[None, :, 1]).abs() <= row_tolerance
+        in_front = left_xy[start:stop, None, 0] - right_xy[None, :, 0] >= -row_tolerance
+        return same_row & in_front
+
+    return mutual_nearest_neighbours(left, right, nn_threshold, allowed=allowed)

@@ -192,7 +192,8 @@ def test_stereo_frames_pair_by_stamp_and_the_point_cloud_lists_camera_0_then_its
     wait_until(lambda: tracker.vins_publisher.get_subscription_count() > 0, what="a PointCloud match")
 
     rng = np.random.default_rng(0)
-    left_points = np.column_stack((rng.uniform(40, WIDTH - 1, 60), rng.uniform(0, HEIGHT - 1, 60)))
+    # In the image after the shifts of up to 3 px below: keypoints outside it are dropped.
+    left_points = np.column_stack((rng.uniform(40, WIDTH - 4, 60), rng.uniform(0, HEIGHT - 4, 60)))
     descriptors = unit_descriptors(rng, 60)
     # The right camera sees the first 40 points, 5 to 30 px to the left on the same row, and 10 others.
     right_points = np.concatenate((left_points[:40] - [[d, 0] for d in rng.uniform(5, 30, 40)], left_points[50:60]))
