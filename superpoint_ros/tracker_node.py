@@ -574,6 +574,7 @@ class TrackerNode(Node):
             self.destroy_subscription(self._debug_subscription)
             self._debug_subscription = None
             self._debug_images.clear()
+            self._trails = TrackTrails()
 
     def _on_debug_image(self, message: Image) -> None:
         self._debug_images.append(message)

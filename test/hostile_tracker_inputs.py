@@ -48,6 +48,7 @@ MONO_CASES = (
     "hostile_many_keypoints_1",
     "hostile_many_keypoints_2",
     "good_last",
+    "good_16384_square",
 )
 STEREO_CASES = ("stereo_first", "stereo_after_bad_right_camera_info")
 
@@ -174,6 +175,9 @@ def mono(hostile: Hostile) -> None:
     frame({"": keypoint_array(13, "hostile_many_keypoints_1", many_points, many_descriptors)})
     frame({"": keypoint_array(14, "hostile_many_keypoints_2", many_points, many_descriptors)})
     frame({"": keypoint_array(15, "good_last", points, descriptors)})
+    # A valid header at the size bound, without its camera image: tracked, but no blank canvas
+    # of 16384 × 16384 (768 MB) for the debug image; the 320×240 CameraInfo does not fit it.
+    frame({"": keypoint_array(16, "good_16384_square", points, descriptors, 16384, 16384)})
 
 
 def stereo(hostile: Hostile) -> None:
