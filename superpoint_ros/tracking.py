@@ -518,9 +518,9 @@ def candidate_pairs(centres: np.ndarray, radii: np.ndarray, positions: np.ndarra
     only at the cells its disc can reach: 3 × 3 for the smallest radius, 5 × 5 for up to twice
     that, and so on.
     """
-    centres = np.asarray(centres, np.float64)
-    positions = np.asarray(positions, np.float64)
-    radii = np.asarray(radii, np.float64)
+    centres = np.asarray(centres, np.float32)
+    positions = np.asarray(positions, np.float32)
+    radii = np.asarray(radii, np.float32)
     searched = radii > 0
     if not len(positions) or not searched.any():
         return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -536,20 +536,21 @@ def candidate_pairs(centres: np.ndarray, radii: np.ndarray, positions: np.ndarra
     for reach in np.unique(reaches[searched]):
         rows = np.flatnonzero(reaches == reach)
         steps = np.arange(-reach, reach + 1)
-        offsets = np.stack(np.meshgrid(steps, steps), axis=-1).reshape(-1, 2)
+        step_x, step_y = np.tile(steps, len(steps)), np.repeat(steps, len(steps))
         # Centres far outside the keypoints' box reach no cell: clip them to just outside it.
         centre_cells = np.floor((centres[rows] - origin) / cell)
         limit = [columns_count + reach, rows_count + reach]
         centre_cells = np.clip(centre_cells, -reach - 1, limit).astype(np.int64)
-        around = centre_cells[:, None, :] + offsets[None]  # (R', cells, 2)
-        inside = (around >= 0).all(axis=2) & (around[..., 0] < columns_count) & (around[..., 1] < rows_count)
-        neighbour = np.where(inside, around[..., 1] * columns_count + around[..., 0], 0)
+        around_x = centre_cells[:, :1] + step_x  # (R', cells)
+        around_y = centre_cells[:, 1:] + step_y
+        inside = (around_x >= 0) & (around_x < columns_count) & (around_y >= 0) & (around_y < rows_count)
+        neighbour = np.where(inside, around_y * columns_count + around_x, 0)
         first = starts[neighbour]
         counts = np.where(inside, starts[neighbour + 1] - first, 0).ravel()
         total = int(counts.sum())
         if not total:
             continue
-        pair_rows = np.repeat(np.repeat(rows, len(offsets)), counts)
+        pair_rows = np.repeat(np.repeat(rows, len(step_x)), counts)
         within_cell = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
         pair_columns = order[np.repeat(first.ravel(), counts) + within_cell]
         close = ((positions[pair_columns] - centres[pair_rows]) ** 2).sum(axis=1) <= radii[pair_rows] ** 2

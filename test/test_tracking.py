@@ -332,3 +332,89 @@ def test_a_descriptor_size_change_starts_the_tracks_afresh_and_both_orders_recov
     back = frame(wide)
     assert back.restarted and list(back.lengths) == [1] * 20 and back.live == 20, "no foreign track stays live"
     assert list(frame(wide).lengths) == [2] * 20
+
+
+def test_candidate_pairs_are_exactly_the_pairs_within_each_radius():
+    rng = np.random.default_rng(10)
+    positions = rng.uniform(0, 300, (400, 2)).astype(np.float32)
+    centres = rng.uniform(-50, 350, (120, 2)).astype(np.float32)
+    centres[0] = (5000, -5000)  # far outside the keypoints' box
+    radii = rng.choice([0.0, 16.0, 24.0, 40.0, 100.0], 120).astype(np.float32)
+    rows, columns = tracking.candidate_pairs(centres, radii, positions)
+    distances = np.linalg.norm(centres[:, None].astype(np.float64) - positions[None], axis=2)
+    expected = {(r, c) for r, c in zip(*np.nonzero(distances <= radii[:, None]), strict=True) if radii[r] > 0}
+    found = set(zip(rows.tolist(), columns.tolist(), strict=True))
+    assert len(found) == len(rows), "no pair twice"
+    # float32 against float64 distances: a pair exactly on a circle may go either way.
+    on_circle = {(r, c) for r, c in expected ^ found if abs(distances[r, c] - radii[r]) > 1e-3}
+    assert not on_circle and len(expected) > 1000
+
+
+@pytest.mark.parametrize("ratio_threshold", [1.0, 0.9])
+def test_guided_matching_equals_dense_matching_restricted_to_the_same_pairs(ratio_threshold):
+    rng = np.random.default_rng(11)
+    positions = rng.uniform(0, 200, (300, 2)).astype(np.float32)
+    centres = positions[rng.permutation(300)[:250]] + rng.normal(0, 6, (250, 2)).astype(np.float32)
+    radii = rng.choice([16.0, 24.0], 250).astype(np.float32)
+    truth = rng.normal(size=(300, 32))
+    columns = unit_rows(truth + rng.normal(0, 0.5, truth.shape))
+    rows = unit_rows(truth[rng.permutation(300)[:250]] + rng.normal(0, 0.5, (250, 32)))
+    rows_t, columns_t = torch.from_numpy(rows), torch.from_numpy(columns)
+    close = torch.from_numpy(np.linalg.norm(centres[:, None] - positions[None], axis=2) <= radii[:, None])
+    expected = tracking.mutual_nearest_neighbours(
+        rows_t, columns_t, 1.2, ratio_threshold, allowed=lambda start, stop: close[start:stop]
+    )
+    found = tracking.guided_mutual_nearest_neighbours(
+        rows_t, columns_t, centres, radii, positions, 1.2, ratio_threshold
+    )
+    assert set(zip(*found, strict=True)) == set(zip(*expected, strict=True))
+    assert len(found[0]) > 20
+
+
+def moving_points(rng, count: int = 200):
+    points = rng.uniform(100, 500, (count, 2)).astype(np.float32)
+    return points, unit_rows(rng.normal(size=(count, DESCRIPTOR_SIZE)))
+
+
+def test_guided_matching_starts_dense_then_follows_the_motion_and_falls_back_on_a_jump():
+    rng = np.random.default_rng(12)
+    points, descriptors = moving_points(rng)
+    tracker = Tracker()
+    # A 200 px jump before frame 4; frame 5 is predicted with that jump as the velocity.
+    offsets = [(0, 0), (5, 2), (10, 4), (15, 6), (215, 6), (220, 8), (225, 10)]
+    answers = [
+        tracker.update(Detections(points + np.float32(offset), np.ones(200, np.float32), descriptors))
+        for offset in offsets
+    ]
+    assert [tracks.guided for tracks in answers] == [False, False, True, True, False, False, True]
+    assert all((tracks.lengths == index + 1).all() for index, tracks in enumerate(answers)), "every id kept"
+
+
+def test_after_a_frame_without_matches_the_next_frame_is_matched_densely():
+    rng = np.random.default_rng(13)
+    points, descriptors = moving_points(rng)
+    tracker = Tracker(max_track_gap=2)
+    empty = Detections(np.empty((0, 2), np.float32), np.empty(0, np.float32), np.empty((0, DESCRIPTOR_SIZE)))
+    frames = [points, points + 3, None, points + 9]
+    answers = [
+        tracker.update(empty if frame is None else Detections(frame, np.ones(200, np.float32), descriptors))
+        for frame in frames
+    ]
+    assert [tracks.guided for tracks in answers] == [False, False, False, False]
+    assert (answers[-1].lengths == 3).all()
+
+
+def test_matching_dense_never_guides_and_gives_the_same_ids_on_the_synthetic_world(world, tracked):
+    dense = run(Tracker(max_track_gap=MAX_TRACK_GAP, matching="dense"), world)
+    assert not any(tracks.guided for tracks in dense)
+    assert np.mean([tracks.guided for tracks in tracked]) > 0.8
+    assert continuations(world, tracked, MAX_TRACK_GAP) == continuations(world, dense, MAX_TRACK_GAP)
+
+
+def test_keypoints_bunched_within_the_radius_are_matched_densely():
+    rng = np.random.default_rng(14)
+    points = rng.uniform(100, 104, (200, 2)).astype(np.float32)  # 200 keypoints in 4 × 4 px
+    descriptors = unit_rows(rng.normal(size=(200, DESCRIPTOR_SIZE)))
+    tracker = Tracker(verification="none")
+    answers = [tracker.update(Detections(points + step, np.ones(200, np.float32), descriptors)) for step in (0, 1, 2)]
+    assert not answers[-1].guided and (answers[-1].lengths == 3).all()
