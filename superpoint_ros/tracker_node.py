@@ -68,7 +68,15 @@ from superpoint_ros.tracker_inputs import (
     keypoint_input,
     stereo_problem,
 )
-from superpoint_ros.tracking import VERIFICATIONS, CameraTracks, Tracker, TrackingSettings, Tracks, match_stereo
+from superpoint_ros.tracking import (
+    MATCHINGS,
+    VERIFICATIONS,
+    CameraTracks,
+    Tracker,
+    TrackingSettings,
+    Tracks,
+    match_stereo,
+)
 from superpoint_ros.vins_layout import (
     CameraFeatures,
     Observations,
@@ -78,7 +86,14 @@ from superpoint_ros.vins_layout import (
 )
 
 NODE_NAME = "superpoint_tracker"
-MATCHING_PARAMETERS = ("nn_threshold", "ratio_threshold", "max_track_gap", "verification", "ransac_threshold")
+MATCHING_PARAMETERS = (
+    "nn_threshold",
+    "ratio_threshold",
+    "max_track_gap",
+    "verification",
+    "ransac_threshold",
+    "matching",
+)
 RUNTIME_PARAMETERS = (*MATCHING_PARAMETERS, "stereo_row_tolerance", "min_track_length", "vins_max_rate")
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Stereo frames waiting for their other half; a stamp older than this many is given up.
@@ -260,6 +275,16 @@ class TrackerNode(Node):
                 "Geometric verification by RANSAC: auto (homography for planar or distant scenes, else "
                 "fundamental matrix), fundamental, homography or none.",
                 additional_constraints=" | ".join(VERIFICATIONS),
+            ),
+        )
+        self.declare_parameter(
+            "matching",
+            settings.matching,
+            describe(
+                "guided: each track is compared only with the keypoints near its predicted position (its own "
+                "velocity, or the last frame's median motion), with dense matching as the fallback when that "
+                "fails; dense: every track against every keypoint.",
+                additional_constraints=" | ".join(MATCHINGS),
             ),
         )
         self.declare_parameter(
