@@ -28,7 +28,7 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 HOSTILE_SCRIPT = pathlib.Path(__file__).with_name("hostile_tracker_inputs.py")
 HOSTILE_S = 300.0
 # Peak resident memory of the tracker process through every mono case. Measured 2026-12-01:
-# 549 MB (torch and rclpy imported, 8192 keypoints tracked). Before the input checks, the
+# 549–584 MB (torch and rclpy imported, 8192 keypoints tracked). Before the input checks, the
 # 20000×20000 debug canvas alone took 1.2 GB.
 PEAK_RSS_LIMIT_MB = 800
 
@@ -142,7 +142,8 @@ def test_hostile_keypoints_and_camera_infos_never_wedge_or_poison_the_tracker(gr
     # No non-finite value ever left, in FeatureTracks or in VINS-Fusion's PointCloud.
     wait_until(lambda: len(clouds) >= len(MONO_CASES) - 1, 20.0, "a PointCloud per frame but the 16384² one")
     for message in list(tracks.messages):
-        assert len(message.normalized) == len(message.keypoints)
+        # Empty for the 16384² frame, which its CameraInfo does not describe.
+        assert len(message.normalized) in (0, len(message.keypoints))
         assert np.isfinite(np.asarray(message.normalized)).all()
     for cloud in list(clouds.messages):
         assert all(math.isfinite(v) for p in cloud.points for v in (p.x, p.y, p.z))
