@@ -94,9 +94,8 @@ def keypoint_input(message, max_input_keypoints: int = DEFAULT_MAX_INPUT_KEYPOIN
     descriptors = np.frombuffer(message.descriptors, np.float32).reshape(count, size)
 
     finite = np.isfinite(keypoints).all(axis=1) & np.isfinite(scores) & np.isfinite(descriptors).all(axis=1)
-    as_double = descriptors.astype(np.float64)  # float32 squares overflow from |value| ≈ 2e19
     with np.errstate(invalid="ignore", over="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", as_double, as_double))
+        norms = np.sqrt(np.einsum("ij,ij->i", descriptors, descriptors, dtype=np.float64))
     nonzero = finite & (norms > ZERO_NORM)
     x, y = keypoints[:, 0], keypoints[:, 1]
     with np.errstate(invalid="ignore"):
@@ -115,7 +114,8 @@ def keypoint_input(message, max_input_keypoints: int = DEFAULT_MAX_INPUT_KEYPOIN
     kept_descriptors = descriptors[rows]
     off_unit = np.abs(norms[rows] - 1.0) > UNIT_TOLERANCE
     if off_unit.any():
-        kept_descriptors[off_unit] = (as_double[rows[off_unit]] / norms[rows[off_unit], None]).astype(np.float32)
+        rescaled = descriptors[rows[off_unit]].astype(np.float64) / norms[rows[off_unit], None]
+        kept_descriptors[off_unit] = rescaled.astype(np.float32)
     return KeypointInput(
         keypoints=keypoints[rows],
         scores=scores[rows],
