@@ -378,14 +378,16 @@ class TrackerNode(Node):
         if "vins_max_rate" in changed:
             self._vins_period_s = self._rate_to_period(changed["vins_max_rate"])
 
-    def _error(self, text: str, key: str | None = None) -> None:
-        """Log `text` as an error, at most once per `ErrorThrottle` period for each `key` (the text
-        itself by default; a key without the counts keeps varying counts from flooding)."""
-        if self._errors.allows(key or text):
+    def _error(self, text: str) -> None:
+        """Log `text` as an error, at most once per `ErrorThrottle` period; the latest problem
+        goes to /diagnostics."""
+        if self._errors.allows(text):
             self.get_logger().error(text)
         self._last_problem = text
 
     def _warn(self, text: str, key: str | None = None) -> None:
+        """Log `text` as a warning, at most once per `ErrorThrottle` period for each `key` (the
+        text itself by default; a key without the counts keeps varying counts from flooding)."""
         if self._errors.allows(key or text):
             self.get_logger().warning(text)
 
