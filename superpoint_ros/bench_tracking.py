@@ -1,7 +1,7 @@
 """Tracker benchmark: `Tracker.update` time per frame at 500, 1000 and 2000 keypoints, guided
 and dense matching side by side, against one dense similarity matrix, with the quality of both.
 
-    python -m superpoint_ros.bench_tracking [--device cpu] [--threads N] [--frames 60] [--cap 8192] [--dds]
+    python -m superpoint_ros.bench_tracking [--device cpu] [--threads 1] [--frames 60] [--cap 8192] [--dds]
 
 Input: points scattered over the demo's scene (`superpoint_ros.scenes`), seen through its
 moving camera (`camera_homography`), so that tracks continue, leave and enter as in a video;
@@ -265,7 +265,7 @@ def time_dds(count: int = 1000, repeats: int = 40) -> dict:
 def _cap_in_child(keypoints: int, matching: str, arguments: argparse.Namespace) -> dict:
     """`time_cap` in a fresh process, so that its peak RSS is that run's alone."""
     command = [sys.executable, "-m", "superpoint_ros.bench_tracking", "--cap-child", str(keypoints), matching]
-    command += ["--device", arguments.device] + (["--threads", str(arguments.threads)] if arguments.threads else [])
+    command += ["--device", arguments.device, "--threads", str(arguments.threads)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -274,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="where the tracker matches: cpu, cuda, cuda:N, auto")
     parser.add_argument("--frames", type=int, default=60, help="frames per size (the first 5 warm up)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1, as the tracker node's `threads` parameter; 0: torch's own, one per core)",
+    )
     parser.add_argument("--dds", action="store_true", help="also time a KeypointArray through DDS from a child process")
     parser.add_argument("--cap", type=int, help="also time updates at this many keypoints, with peak RSS")
     parser.add_argument("--cap-child", nargs=2, help=argparse.SUPPRESS)
