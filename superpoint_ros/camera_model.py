@@ -37,7 +37,7 @@ class CameraModel:
             supported = ", ".join(DISTORTION_MODELS)
             raise ValueError(f"distortion_model {self.distortion_model!r} is not supported; use one of {supported}")
         matrix = self.projection[:, :3] if self.rectified_input else self.camera_matrix
-        if matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
+        if not (matrix[0, 0] > 0 and matrix[1, 1] > 0):  # NaN fails too
             which = "P" if self.rectified_input else "K"
             raise ValueError(
                 f"the camera is not calibrated: focal lengths in {which} are {matrix[0, 0]}, {matrix[1, 1]}"

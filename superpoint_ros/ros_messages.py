@@ -12,10 +12,11 @@ from geometry_msgs.msg import Point32
 from sensor_msgs.msg import CameraInfo, ChannelFloat32, CompressedImage, Image, PointCloud
 from std_msgs.msg import Header
 
-from superpoint_ros.camera_model import CameraModel, camera_model
+from superpoint_ros.camera_model import CameraModel
 from superpoint_ros.detector import Detections
 from superpoint_ros.image_codec import DecodedImage, decode_compressed_image, decode_image, encode_image
 from superpoint_ros.msg import FeatureTracks, KeypointArray
+from superpoint_ros.tracker_inputs import camera_model_input
 from superpoint_ros.tracking import CameraTracks
 from superpoint_ros.vins_layout import CHANNEL_NAMES
 
@@ -79,18 +80,6 @@ def _uint32_array(values: np.ndarray) -> array.array:
     return array.array("I", np.ascontiguousarray(values, dtype=np.uint32).tobytes())
 
 
-def keypoint_array_problem(message: KeypointArray) -> str | None:
-    """Why `detections_from_message` cannot read `message`, or None when it can."""
-    count, size = len(message.keypoints), message.descriptor_size
-    if count % 2:
-        return f"keypoints has {count} values, not an even number"
-    if len(message.scores) != count // 2:
-        return f"{count // 2} keypoints but {len(message.scores)} scores"
-    if (size == 0 and count) or len(message.descriptors) != count // 2 * size:
-        return f"{count // 2} keypoints of descriptor_size {size} but {len(message.descriptors)} descriptor values"
-    return None
-
-
 def feature_tracks_message(
     header: Header,
     height: int,
@@ -128,15 +117,6 @@ def point_cloud_message(header: Header, points: np.ndarray, channels: np.ndarray
 
 
 def camera_model_from_message(message: CameraInfo, rectified_input: bool = False) -> CameraModel:
-    """The `CameraModel` of a received CameraInfo; raises `ValueError` for an uncalibrated
-    camera or an unsupported distortion model."""
-    return camera_model(
-        message.width,
-        message.height,
-        message.distortion_model,
-        np.asarray(message.k),
-        np.asarray(message.d),
-        np.asarray(message.r),
-        np.asarray(message.p),
-        rectified_input,
-    )
+    """The `CameraModel` of a received CameraInfo, validated (`tracker_inputs.camera_model_input`);
+    raises `ValueError` naming what makes it unusable."""
+    return camera_model_input(message, rectified_input)

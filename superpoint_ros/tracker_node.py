@@ -25,6 +25,11 @@ canvas of the frame's size when that image has not arrived.
 
 Every output carries the KeypointArray's header unchanged. Matching parameters, the row
 tolerance, `min_track_length` and `vins_max_rate` can change at run time.
+
+Inputs are validated before use (`superpoint_ros.tracker_inputs`, docs/tracking.md): a
+malformed KeypointArray or CameraInfo is dropped (the last valid CameraInfo stays in use), bad
+keypoint rows are dropped, each with one throttled log line naming the topic and the reason,
+and counted in the statistics line and on `/diagnostics` (status `superpoint_tracker: input`).
 """
 
 import dataclasses
@@ -32,6 +37,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
@@ -39,6 +45,7 @@ from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
+from std_msgs.msg import Header
 
 from superpoint_ros.camera_model import CameraModel
 from superpoint_ros.detector import Detections
@@ -48,18 +55,45 @@ from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.ros_messages import (
     camera_model_from_message,
     decode_image_message,
-    detections_from_message,
     feature_tracks_message,
     image_message,
-    keypoint_array_problem,
     point_cloud_message,
 )
 from superpoint_ros.ros_support import ErrorThrottle, describe, float_range, integer_range, run_node
-from superpoint_ros.tracking import VERIFICATIONS, CameraTracks, Tracker, TrackingSettings, Tracks, match_stereo
-from superpoint_ros.vins_layout import CameraFeatures, Observations, normalized_velocities, vins_feature_arrays
+from superpoint_ros.tracker_inputs import (
+    DEFAULT_MAX_INPUT_KEYPOINTS,
+    OVER_CAP,
+    InputRejected,
+    KeypointInput,
+    keypoint_input,
+    stereo_problem,
+)
+from superpoint_ros.tracking import (
+    MATCHINGS,
+    VERIFICATIONS,
+    CameraTracks,
+    Tracker,
+    TrackingSettings,
+    Tracks,
+    match_stereo,
+)
+from superpoint_ros.vins_layout import (
+    CameraFeatures,
+    Observations,
+    finite_features,
+    normalized_velocities,
+    vins_feature_arrays,
+)
 
 NODE_NAME = "superpoint_tracker"
-MATCHING_PARAMETERS = ("nn_threshold", "ratio_threshold", "max_track_gap", "verification", "ransac_threshold")
+MATCHING_PARAMETERS = (
+    "nn_threshold",
+    "ratio_threshold",
+    "max_track_gap",
+    "verification",
+    "ransac_threshold",
+    "matching",
+)
 RUNTIME_PARAMETERS = (*MATCHING_PARAMETERS, "stereo_row_tolerance", "min_track_length", "vins_max_rate")
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Stereo frames waiting for their other half; a stamp older than this many is given up.
@@ -67,16 +101,36 @@ PENDING_STEREO_FRAMES = 10
 DEBUG_IMAGES_KEPT = 30
 # Stamps jitter: a frame due after one `vins_max_rate` period is not skipped for coming a little early.
 RATE_TOLERANCE = 0.95
+# Without its camera image, the debug overlay is drawn on a black canvas of the frame's size; a
+# frame larger than this (4K UHD, 25 MB) gets no overlay rather than a canvas sized by its header.
+MAX_BLANK_CANVAS_PIXELS = 3840 * 2160
+# diagnostic_updater's default: reliable, a few messages deep, published once a second.
+DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+DIAGNOSTICS_PERIOD_S = 1.0
+# The counters whose growth turns the input status to WARN.
+TROUBLE_COUNTERS = ("rejected", "keypoints_dropped", "camera_info_rejected", "stereo_unmatched", "non_finite_dropped")
 
 
 @dataclasses.dataclass
 class TrackerCounters:
-    """Counts since start. `rejected`: KeypointArrays dropped as malformed; `unpaired`: stereo
-    frames whose other half never came; `vins_skipped`: frames with no VINS output for want of
-    CameraInfo or because of `vins_max_rate`."""
+    """Counts since start. `rejected`: KeypointArrays dropped as malformed; `keypoints_dropped`:
+    rows dropped from accepted ones (non-finite, zero descriptor, outside the image, over
+    `max_input_keypoints`); `keypoints_renormalised`: descriptors rescaled to unit length;
+    `camera_info_rejected`: CameraInfos ignored as invalid; `stereo_unmatched`: stereo frames
+    whose right camera could not be matched (invalid pair of CameraInfos, other descriptor size);
+    `non_finite_dropped`: observations the last guard kept from the outputs; `restarts`: new
+    streams (descriptor size change, stamps going back); `unpaired`: stereo frames whose other
+    half never came; `vins_skipped`: frames with no VINS output for want of CameraInfo or
+    because of `vins_max_rate`."""
 
     frames: int = 0
     rejected: int = 0
+    keypoints_dropped: int = 0
+    keypoints_renormalised: int = 0
+    camera_info_rejected: int = 0
+    stereo_unmatched: int = 0
+    non_finite_dropped: int = 0
+    restarts: int = 0
     unpaired: int = 0
     vins_published: int = 0
     vins_skipped: int = 0
@@ -90,8 +144,12 @@ class Camera:
     prefix: str
     camera_id: int
     tracks_publisher: Publisher
+    keypoints_topic: str = ""
+    camera_info_topic: str = ""
     model: CameraModel | None = None
     previous: Observations | None = None
+    # (width, height) of the last accepted KeypointArray; a CameraInfo must describe that image.
+    image_size: tuple[int, int] | None = None
 
 
 def stamp_seconds(message) -> float:
@@ -121,22 +179,25 @@ class TrackerNode(Node):
         self._vins_period_s = self._rate_to_period(self._parameter("vins_max_rate"))
         self._last_vins_stamp: float | None = None
         self._last_stamp: float | None = None
-        self._pending: OrderedDict[tuple[int, int], dict[int, KeypointArray]] = OrderedDict()
+        self._max_input_keypoints = self._parameter("max_input_keypoints")
+        self._last_problem = ""
+        self._frame_id = ""
+        self._pending: OrderedDict[tuple[int, int], dict[int, tuple[KeypointArray, KeypointInput]]] = OrderedDict()
         prefixes = ["left/", "right/"] if self._stereo else [""]
         self.cameras = [
             Camera(prefix, index, self.create_publisher(FeatureTracks, f"{prefix}tracks", RELIABLE))
             for index, prefix in enumerate(prefixes)
         ]
         for camera in self.cameras:
-            self.create_subscription(
+            camera.keypoints_topic = self.create_subscription(
                 KeypointArray, f"{camera.prefix}keypoints", lambda m, c=camera: self._on_keypoints(c, m), RELIABLE
-            )
-            self.create_subscription(
+            ).topic_name
+            camera.camera_info_topic = self.create_subscription(
                 CameraInfo,
                 f"{camera.prefix}camera_info",
                 lambda m, c=camera: self._on_camera_info(c, m),
                 qos_profile_sensor_data,
-            )
+            ).topic_name
         self.vins_publisher = (
             self.create_publisher(PointCloud, "feature", RELIABLE) if self._parameter("vins_output") else None
         )
@@ -149,6 +210,9 @@ class TrackerNode(Node):
             self.create_timer(0.5, self._follow_debug_subscribers)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self._reported_counters = TrackerCounters()
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         period = self._parameter("statistics_period")
         if period > 0:
             self._logged_counters = TrackerCounters()
@@ -214,9 +278,29 @@ class TrackerNode(Node):
             ),
         )
         self.declare_parameter(
+            "matching",
+            settings.matching,
+            describe(
+                "guided: each track is compared only with the keypoints near its predicted position (its own "
+                "velocity, or the last frame's median motion), with dense matching as the fallback when that "
+                "fails; dense: every track against every keypoint.",
+                additional_constraints=" | ".join(MATCHINGS),
+            ),
+        )
+        self.declare_parameter(
             "ransac_threshold",
             settings.ransac_threshold,
             describe("Pixels; inlier distance of the geometric verification.", **float_range(0.1, 100.0)),
+        )
+        self.declare_parameter(
+            "max_input_keypoints",
+            DEFAULT_MAX_INPUT_KEYPOINTS,
+            describe(
+                "Keypoints tracked per frame at most: a KeypointArray with more keeps its highest-scoring ones "
+                "(with a throttled warning). Bounds the time and memory of one update.",
+                read_only=True,
+                **integer_range(1, 1 << 20),
+            ),
         )
         self.declare_parameter(
             "stereo_row_tolerance",
@@ -295,31 +379,53 @@ class TrackerNode(Node):
             self._vins_period_s = self._rate_to_period(changed["vins_max_rate"])
 
     def _error(self, text: str) -> None:
+        """Log `text` as an error, at most once per `ErrorThrottle` period; the latest problem
+        goes to /diagnostics."""
         if self._errors.allows(text):
             self.get_logger().error(text)
+        self._last_problem = text
 
-    def _warn(self, text: str) -> None:
-        if self._errors.allows(text):
+    def _warn(self, text: str, key: str | None = None) -> None:
+        """Log `text` as a warning, at most once per `ErrorThrottle` period for each `key` (the
+        text itself by default; a key without the counts keeps varying counts from flooding)."""
+        if self._errors.allows(key or text):
             self.get_logger().warning(text)
 
     def _on_camera_info(self, camera: Camera, message: CameraInfo) -> None:
         try:
-            camera.model = camera_model_from_message(message, self._rectified_input)
-        except ValueError as error:
-            self._error(f"Ignored CameraInfo on '{camera.prefix}camera_info': {error}")
+            model = camera_model_from_message(message, self._rectified_input)
+        except InputRejected as error:
+            self._reject_camera_info(camera, str(error))
+            return
+        if camera.image_size is not None and (model.width, model.height) != camera.image_size:
+            width, height = camera.image_size
+            self._reject_camera_info(
+                camera, f"it is {model.width}×{model.height} but the keypoints' image is {width}×{height}"
+            )
+            return
+        camera.model = model
+
+    def _reject_camera_info(self, camera: Camera, problem: str) -> None:
+        self.counters.camera_info_rejected += 1
+        kept = "the last valid one stays in use" if camera.model is not None else "no valid one yet"
+        self._error(f"Ignored CameraInfo on '{camera.camera_info_topic}' ({kept}): {problem}")
 
     def _on_keypoints(self, camera: Camera, message: KeypointArray) -> None:
-        problem = keypoint_array_problem(message)
-        if problem is not None:
+        try:
+            valid = keypoint_input(message, self._max_input_keypoints)
+        except InputRejected as error:
             self.counters.rejected += 1
-            self._error(f"Dropped a KeypointArray from '{camera.prefix}keypoints': {problem}")
+            self._error(f"Dropped a KeypointArray from '{camera.keypoints_topic}': {error}")
             return
+        camera.image_size = (message.width, message.height)
+        self._frame_id = message.header.frame_id
+        self._report_dropped_rows(camera, message, valid)
         if not self._stereo:
-            self._track_safely([message])
+            self._track_safely([(message, valid)])
             return
         key = stamp_key(message)
         halves = self._pending.setdefault(key, {})
-        halves[camera.camera_id] = message
+        halves[camera.camera_id] = (message, valid)
         if len(halves) == 2:
             del self._pending[key]
             self._track_safely([halves[0], halves[1]])
@@ -327,33 +433,61 @@ class TrackerNode(Node):
             self._pending.popitem(last=False)
             self.counters.unpaired += 1
 
-    def _track_safely(self, messages: list[KeypointArray]) -> None:
+    def _report_dropped_rows(self, camera: Camera, message: KeypointArray, valid: KeypointInput) -> None:
+        self.counters.keypoints_dropped += valid.dropped_total
+        self.counters.keypoints_renormalised += valid.renormalised
+        if valid.dropped:
+            reasons = ", ".join(f"{rows} {reason}" for reason, rows in valid.dropped.items())
+            text = (
+                f"Dropped {valid.dropped_total} of {len(message.scores)} keypoints of a "
+                f"{message.width}×{message.height} frame from '{camera.keypoints_topic}': {reasons}"
+            )
+            if OVER_CAP in valid.dropped:
+                text += f" (max_input_keypoints: {self._max_input_keypoints})"
+            self._warn(text, key=f"{camera.keypoints_topic}: {', '.join(valid.dropped)}")
+            self._last_problem = text
+        if valid.renormalised:
+            self._warn(
+                f"Renormalised {valid.renormalised} descriptors of non-unit length from '{camera.keypoints_topic}'",
+                key=f"{camera.keypoints_topic}: renormalised",
+            )
+
+    def _track_safely(self, messages: list[tuple[KeypointArray, KeypointInput]]) -> None:
         try:
             self._track(messages)
         except Exception as error:  # one bad frame must not stop the executor, and with it the node
             self._error(f"Tracking failed, frame dropped: {error!r}")
 
-    def _track(self, messages: list[KeypointArray]) -> None:
-        """Track one frame: the left (or only) camera's `messages[0]`, and in stereo the right
-        camera's `messages[1]`, whose keypoints take the ids of the left ones they match."""
+    def _restart(self) -> None:
+        self.counters.restarts += 1
+        for camera in self.cameras:
+            camera.previous = None
+        self._last_vins_stamp = None
+
+    def _track(self, inputs: list[tuple[KeypointArray, KeypointInput]]) -> None:
+        """Track one frame: the left (or only) camera's `inputs[0]`, and in stereo the right
+        camera's `inputs[1]`, whose keypoints take the ids of the left ones they match."""
+        messages = [message for message, _ in inputs]
+        valid = [rows for _, rows in inputs]
         stamp = stamp_seconds(messages[0])
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.get_logger().info("The stamps went back (a bag restarted?): tracks start afresh")
             self.tracker.reset()
-            for camera in self.cameras:
-                camera.previous = None
-            self._last_vins_stamp = None
+            self._restart()
         self._last_stamp = stamp
-        detections = [detections_from_message(message) for message in messages]
-        try:
-            tracks = self.tracker.update(detections[0], stamp)
-        except ValueError as error:
-            self.counters.rejected += 1
-            self._error(f"Dropped a KeypointArray from '{self.cameras[0].prefix}keypoints': {error}")
-            return
+        detections = [Detections(v.keypoints, v.scores, v.descriptors) for v in valid]
+        size_before = self.tracker.descriptor_size
+        tracks = self.tracker.update(detections[0], stamp)
+        if tracks.restarted:
+            self._restart()
+            self._warn(
+                f"The descriptor size on '{self.cameras[0].keypoints_topic}' changed from {size_before} to "
+                f"{detections[0].descriptors.shape[1]} (another detector or model?): tracks start afresh",
+                key=f"restart {size_before} {detections[0].descriptors.shape[1]}",
+            )
         self.counters.frames += 1
         left = detections[0]
-        views = [CameraTracks(tracks.ids, tracks.lengths, tracks.ages, left.keypoints, np.arange(len(tracks.ids)))]
+        views = [CameraTracks(tracks.ids, tracks.lengths, tracks.ages, left.keypoints, valid[0].rows)]
         if self._stereo:
             left_rows, right_rows = self._match_stereo(left, detections[1])
             views.append(
@@ -362,13 +496,19 @@ class TrackerNode(Node):
                     tracks.lengths[left_rows],
                     tracks.ages[left_rows],
                     detections[1].keypoints[right_rows],
-                    right_rows,
+                    valid[1].rows[right_rows],
                 )
             )
         features = []
         for camera, message, view in zip(self.cameras, messages, views, strict=True):
-            normalized = camera.model.normalized(view.keypoints) if camera.model is not None else None
-            shown = np.flatnonzero(view.lengths >= self._min_track_length)
+            normalized = self._normalized(camera, message, view.keypoints)
+            shown = view.lengths >= self._min_track_length
+            if normalized is not None:
+                # The last guard: no non-finite value leaves in FeatureTracks.normalized.
+                finite = np.isfinite(normalized).all(axis=1)
+                self.counters.non_finite_dropped += int(np.count_nonzero(shown & ~finite))
+                shown &= finite
+            shown = np.flatnonzero(shown)
             camera.tracks_publisher.publish(
                 feature_tracks_message(
                     message.header,
@@ -390,8 +530,33 @@ class TrackerNode(Node):
         self._publish_vins(messages[0], features if len(features) == len(views) else [], stamp)
         self._publish_debug(messages[0], tracks, left.keypoints)
 
+    def _normalized(self, camera: Camera, message: KeypointArray, pixels: np.ndarray) -> np.ndarray | None:
+        """`(N, 2)` normalized coordinates of `pixels` by the camera's CameraInfo, or None when
+        there is none for an image of this message's size."""
+        model = camera.model
+        if model is None:
+            return None
+        if (model.width, model.height) != (message.width, message.height):
+            self._error(
+                f"CameraInfo on '{camera.camera_info_topic}' is {model.width}×{model.height} but the keypoints' "
+                f"image is {message.width}×{message.height}: no normalized coordinates until they agree"
+            )
+            return None
+        return model.normalized(pixels)
+
     def _match_stereo(self, left: Detections, right: Detections) -> tuple[np.ndarray, np.ndarray]:
         left_model, right_model = self.cameras[0].model, self.cameras[1].model
+        problem = None
+        if left.descriptors.shape[1] != right.descriptors.shape[1]:
+            problem = (
+                f"left descriptors have {left.descriptors.shape[1]} dimensions, right ones {right.descriptors.shape[1]}"
+            )
+        elif left_model is not None and right_model is not None:
+            problem = stereo_problem(left_model, right_model)
+        if problem:
+            self.counters.stereo_unmatched += 1
+            self._error(f"Right keypoints not matched: {problem}")
+            return np.empty(0, np.int64), np.empty(0, np.int64)
         if left_model is not None and right_model is not None:
             left_rows, right_rows = left_model.rectified(left.keypoints), right_model.rectified(right.keypoints)
         else:
@@ -419,6 +584,8 @@ class TrackerNode(Node):
             self.counters.vins_skipped += 1
             return
         self._last_vins_stamp = stamp
+        features, non_finite = finite_features(features)
+        self.counters.non_finite_dropped += non_finite
         points, channels = vins_feature_arrays(features)
         self.vins_publisher.publish(point_cloud_message(message.header, points, channels))
         self.counters.vins_published += 1
@@ -434,6 +601,7 @@ class TrackerNode(Node):
             self.destroy_subscription(self._debug_subscription)
             self._debug_subscription = None
             self._debug_images.clear()
+            self._trails = TrackTrails()
 
     def _on_debug_image(self, message: Image) -> None:
         self._debug_images.append(message)
@@ -444,12 +612,20 @@ class TrackerNode(Node):
         trails = self._trails.update(tracks.ids, keypoints)
         key = stamp_key(message)
         image = next((i for i in reversed(self._debug_images) if stamp_key(i) == key), None)
-        canvas = np.zeros((message.height, message.width, 3), np.uint8)
+        canvas = None
         if image is not None:
             try:
                 canvas = grey_or_colour_to_bgr8(decode_image_message(image).bgr_view())
             except ImageDecodeError as error:
                 self._error(f"Debug image drawn without its camera image: {error}")
+        if canvas is None:
+            if message.height * message.width > MAX_BLANK_CANVAS_PIXELS:
+                self._warn(
+                    f"No debug image for {message.width}×{message.height} frames without their camera image "
+                    f"(a blank canvas is drawn up to {MAX_BLANK_CANVAS_PIXELS} pixels)"
+                )
+                return
+            canvas = np.zeros((message.height, message.width, 3), np.uint8)
         new = int(tracks.new.sum())
         caption = f"{len(tracks.ids) - new} tracked  {new} new  {tracks.lost} lost"
         overlay = draw_tracks(np.ascontiguousarray(canvas), trails, tracks.lengths, caption)
@@ -463,9 +639,28 @@ class TrackerNode(Node):
         c = self.counters
         self.get_logger().info(
             f"{c.frames} frames tracked, {self.tracker.live_tracks} live tracks; {c.rejected} KeypointArrays "
-            f"rejected, {c.unpaired} stereo frames unpaired; VINS output {c.vins_published} published, "
-            f"{c.vins_skipped} skipped"
+            f"rejected, {c.keypoints_dropped} keypoints dropped, {c.keypoints_renormalised} renormalised, "
+            f"{c.camera_info_rejected} CameraInfos ignored, {c.non_finite_dropped} non-finite outputs dropped, "
+            f"{c.restarts} restarts, {c.unpaired} stereo frames unpaired, {c.stereo_unmatched} unmatched; "
+            f"VINS output {c.vins_published} published, {c.vins_skipped} skipped"
         )
+
+    def _publish_diagnostics(self) -> None:
+        """One status, `<node name>: input`: WARN while inputs were refused or rows dropped since
+        the previous report (the message is the latest problem), OK otherwise; every counter."""
+        counters, before = self.counters, self._reported_counters
+        troubled = any(getattr(counters, name) > getattr(before, name) for name in TROUBLE_COUNTERS)
+        self._reported_counters = dataclasses.replace(counters)
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if troubled else DiagnosticStatus.OK,
+            name=f"{self.get_name()}: input",
+            message=self._last_problem if troubled else "inputs valid",
+            hardware_id=self._frame_id,
+            values=[KeyValue(key=name, value=str(value)) for name, value in dataclasses.asdict(counters).items()]
+            + [KeyValue(key="live tracks", value=str(self.tracker.live_tracks))],
+        )
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._diagnostics_publisher.publish(DiagnosticArray(header=header, status=[status]))
 
 
 def _start() -> TrackerNode:

@@ -59,6 +59,29 @@ def vins_feature_arrays(cameras: list[CameraFeatures]) -> tuple[np.ndarray, np.n
     return points, channels
 
 
+def finite_features(cameras: list[CameraFeatures]) -> tuple[list[CameraFeatures], int]:
+    """The last guard before the estimator: `cameras` without the observations that have a
+    non-finite pixel, normalized coordinate or velocity, and without later cameras' observations
+    of ids that camera 0 lost that way (see `vins_feature_arrays`); also how many were dropped."""
+    kept, dropped = [], 0
+    for camera in cameras:
+        finite = np.isfinite(camera.pixels).all(axis=1) & np.isfinite(camera.normalized).all(axis=1)
+        finite &= np.isfinite(camera.velocities).all(axis=1)
+        if kept:
+            finite &= np.isin(camera.ids, kept[0].ids)
+        dropped += int(len(finite) - finite.sum())
+        kept.append(
+            CameraFeatures(
+                camera.camera_id,
+                camera.ids[finite],
+                camera.pixels[finite],
+                camera.normalized[finite],
+                camera.velocities[finite],
+            )
+        )
+    return kept, dropped
+
+
 @dataclasses.dataclass(frozen=True)
 class Observations:
     """One camera's normalized coordinates `(N, 2)` by id `(N,)` at `stamp` seconds."""

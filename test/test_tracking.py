@@ -1,14 +1,5 @@
-"""The tracker core against a synthetic world whose truth is known by construction.
-
-Each physical point has its own random unit descriptor; every observation of it adds noise
-and renormalises. A pinhole camera moves through the points (3-D, or all on one plane), so
-points leave and enter the view; the pixel of every observation is its projection plus noise.
-Outliers are keypoints that carry the descriptor of a point that has just left the view, placed
-where that point cannot be (far from where the true camera motion puts it). The oracle: a
-keypoint's physical point, so ids can be checked against the truth without the tracker's help.
-"""
-
-import dataclasses
+"""The tracker core against a synthetic world whose truth is known by construction
+(`superpoint_ros.synthetic_world`: the oracle is each keypoint's physical point)."""
 
 import numpy as np
 import pytest
@@ -16,124 +7,15 @@ import torch
 
 from superpoint_ros import tracking
 from superpoint_ros.detector import Detections
+from superpoint_ros.synthetic_world import (
+    DESCRIPTOR_SIZE,
+    MAX_TRACK_GAP,
+    OUTLIER,
+    World,
+    synthetic_world,
+    unit_rows,
+)
 from superpoint_ros.tracking import ID_LIMIT, Tracker, TrackingSettings
-
-HEIGHT, WIDTH = 480, 640
-CAMERA = np.array([[400.0, 0.0, 319.5], [0.0, 400.0, 239.5], [0.0, 0.0, 1.0]])
-DESCRIPTOR_SIZE = 256
-OUTLIER = -1
-MAX_TRACK_GAP = 2
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-
-
-def rotation_y(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-@dataclasses.dataclass
-class Frame:
-    detections: Detections
-    labels: np.ndarray  # physical point of each keypoint; OUTLIER for outliers
-
-
-@dataclasses.dataclass
-class World:
-    frames: list[Frame]
-    outliers: int
-
-
-def synthetic_world(
-    planar: bool = False,
-    step: float = 0.25,
-    frames: int = 24,
-    points: int = 500,
-    outliers_per_frame: int = 8,
-    hidden: tuple[int, int] = (8, 8 + MAX_TRACK_GAP),
-    seed: int = 0,
-) -> World:
-    """Frames of a camera moving right and turning, through `points` physical points.
-
-    A quarter of the points are hidden in frames `hidden[0]` to `hidden[1] - 1` (an occlusion
-    of `hidden[1] - hidden[0]` frames). Keypoints are shuffled, as a detector orders them by
-    score and not by point.
-    """
-    rng = np.random.default_rng(seed)
-    world_points = np.column_stack(
-        (
-            rng.uniform(-9, 9, points),
-            rng.uniform(-4, 4, points),
-            np.full(points, 6.0) if planar else rng.uniform(4, 12, points),
-        )
-    )
-    descriptors = unit_rows(rng.normal(size=(points, DESCRIPTOR_SIZE)))
-    occluded = rng.random(points) < 0.25
-    result, donors_used, outlier_count = [], set(), 0
-    previous_pixels = seen_previous = None
-    for index in range(frames):
-        rotation, centre = pose(index, step)
-        in_camera = (world_points - centre) @ rotation  # rows: R^T (X - C)
-        pixels = (in_camera / in_camera[:, 2:]) @ CAMERA.T
-        pixels = pixels[:, :2]
-        visible = (in_camera[:, 2] > 0.5) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= WIDTH - 1)
-        visible &= (pixels[:, 1] >= 0) & (pixels[:, 1] <= HEIGHT - 1)
-        if hidden[0] <= index < hidden[1]:
-            visible &= ~occluded
-        labels = np.flatnonzero(visible)
-        noisy = unit_rows(descriptors[labels] + rng.normal(0, 0.02, (len(labels), DESCRIPTOR_SIZE)))
-        keypoints = pixels[labels] + rng.normal(0, 0.3, (len(labels), 2))
-        if previous_pixels is not None:
-            # Points that just left the view: their tracks are live, their descriptors unique.
-            left_view = np.flatnonzero(seen_previous & ~visible & ~occluded)
-            donors = [d for d in left_view if d not in donors_used][:outliers_per_frame]
-            donors_used.update(donors)
-            outlier_pixels = [far_from_truth(rng, previous_pixels[d], index, step) for d in donors]
-            if donors:
-                keypoints = np.concatenate((keypoints, np.array(outlier_pixels)))
-                noisy = np.concatenate(
-                    (noisy, unit_rows(descriptors[donors] + rng.normal(0, 0.02, (len(donors), DESCRIPTOR_SIZE))))
-                )
-                labels = np.concatenate((labels, np.full(len(donors), OUTLIER)))
-                outlier_count += len(donors)
-        order = rng.permutation(len(labels))
-        scores = np.linspace(1, 0.1, len(labels)).astype(np.float32)
-        result.append(Frame(Detections(keypoints[order].astype(np.float32), scores, noisy[order]), labels[order]))
-        seen_previous, previous_pixels = visible, pixels
-    return World(result, outlier_count)
-
-
-def pose(index: int, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Camera `index`'s rotation (camera to world) and centre: moving right by `step` metres a
-    frame, turning slowly."""
-    return rotation_y(0.01 * index), np.array([step * index - 1.5, 0.01 * index, 0.0])
-
-
-def far_from_truth(rng, previous_pixel: np.ndarray, index: int, step: float) -> np.ndarray:
-    """A pixel of frame `index` at least 20 px from the epipolar line of `previous_pixel` of
-    frame `index - 1` under the true motion (no two-view test could accept it), in the image."""
-    while True:
-        candidate = rng.uniform([0, 0], [WIDTH - 1, HEIGHT - 1])
-        if epipolar_distance(previous_pixel, candidate, index, step) > 20:
-            return candidate
-
-
-def epipolar_distance(previous_pixel: np.ndarray, pixel: np.ndarray, index: int, step: float) -> float:
-    """Distance of `pixel` in frame `index` from the epipolar line of `previous_pixel` in frame
-    `index - 1`: the line through the projections of two points of that pixel's ray."""
-    previous_rotation, previous_centre = pose(index - 1, step)
-    rotation, centre = pose(index, step)
-    ray = np.linalg.inv(CAMERA) @ np.array([*previous_pixel, 1.0])
-    projected = []
-    for depth in (1.0, 100.0):
-        in_camera = rotation.T @ (previous_centre + previous_rotation @ (ray * depth) - centre)
-        projected.append((CAMERA @ (in_camera / in_camera[2]))[:2])
-    a, b = projected
-    direction = (b - a) / np.linalg.norm(b - a)
-    offset = pixel - a
-    return float(abs(offset[0] * direction[1] - offset[1] * direction[0]))
 
 
 def run(tracker: Tracker, world: World) -> list:
@@ -204,12 +86,10 @@ def outlier_lengths(world: World, results: list) -> np.ndarray:
 
 
 @pytest.mark.parametrize("verification", ["auto", "fundamental"])
-def test_every_outlier_is_rejected_by_verification_and_starts_a_new_track(world, tracked, verification):
-    results = (
-        tracked
-        if verification == "auto"
-        else run(Tracker(max_track_gap=MAX_TRACK_GAP, verification=verification), world)
-    )
+def test_every_outlier_is_rejected_by_verification_and_starts_a_new_track(world, verification):
+    # Dense matching, the reference: it offers every outlier to its donor's track, so that
+    # verification has to refuse it (guided matching does not even look there).
+    results = run(Tracker(max_track_gap=MAX_TRACK_GAP, verification=verification, matching="dense"), world)
     lengths = outlier_lengths(world, results)
     assert len(lengths) == world.outliers
     assert (lengths == 1).all()
@@ -217,7 +97,7 @@ def test_every_outlier_is_rejected_by_verification_and_starts_a_new_track(world,
 
 
 def test_without_verification_the_outliers_take_their_donors_ids(world):
-    results = run(Tracker(max_track_gap=MAX_TRACK_GAP, verification="none"), world)
+    results = run(Tracker(max_track_gap=MAX_TRACK_GAP, verification="none", matching="dense"), world)
     assert (outlier_lengths(world, results) > 1).mean() > 0.9
 
 
@@ -226,7 +106,7 @@ def test_with_little_parallax_two_view_verification_still_rejects_most_outliers(
     # every true match within 2 px, and RANSAC's choice may fit an outlier too; no two-view
     # test can do better. Measured: 16 of 90 pass (seed 0); without verification 90 of 90.
     world = synthetic_world(step=0.12)
-    results = run(Tracker(max_track_gap=MAX_TRACK_GAP), world)
+    results = run(Tracker(max_track_gap=MAX_TRACK_GAP, matching="dense"), world)
     kept, expected = continuations(world, results, MAX_TRACK_GAP)
     assert kept == expected
     assert (outlier_lengths(world, results) > 1).mean() <= 0.25
@@ -372,7 +252,7 @@ def test_an_empty_frame_misses_every_track_and_a_frame_after_it_finds_them_again
         (np.zeros((3, 3)), np.zeros((3, 256)), "keypoints must be an (N, 2) array"),
         (np.zeros((3, 2)), np.zeros((2, 256)), "N = 3 keypoints"),
         (np.full((1, 2), np.nan), np.zeros((1, 256)), "finite"),
-        (np.zeros((1, 2)), np.zeros((1, 128)), "reset the tracker"),
+        (np.zeros((1, 2)), np.full((1, 256), np.nan), "descriptors must be finite"),
     ],
 )
 def test_inconsistent_arrays_raise_a_value_error_naming_the_problem(keypoints, descriptors, problem):
@@ -412,16 +292,129 @@ def test_a_first_frame_without_keypoints_does_not_fix_the_descriptor_size():
 
 def test_mutual_nearest_neighbours_match_a_brute_force_search_and_give_each_column_once():
     rng = np.random.default_rng(9)
-    rows, columns = unit_rows(rng.normal(size=(60, 8))), unit_rows(rng.normal(size=(50, 8)))
+    # Multiples of 1/128 below 1: every dot product is a multiple of 2**-14 below 2**3, exact in
+    # float32 whatever the order of the sums, so the tie below is a tie in every block of rows.
+    rows = rng.integers(-100, 101, (60, 8)).astype(np.float32) / 128
+    columns = rng.integers(-100, 101, (50, 8)).astype(np.float32) / 128
+    rows[7] = rows[3]  # two identical rows tie on their best column
     similarity = rows @ columns.T
-    similarity[7, :] = similarity[3, :]  # two identical rows tie on their best column
     expected = {
         (r, int(similarity[r].argmax()))
         for r in range(60)
         if similarity[:, similarity[r].argmax()].max() == similarity[r].max()
-        and np.sqrt(2 - 2 * similarity[r].max()) <= 1.2
+        and np.sqrt(max(2 - 2 * similarity[r].max(), 0)) <= 1.2
     }
     expected.discard((7, int(similarity[7].argmax())))
-    found_rows, found_columns = tracking.mutual_nearest_neighbours(torch.from_numpy(similarity), 1.2)
-    assert set(zip(found_rows.tolist(), found_columns.tolist(), strict=True)) == expected
-    assert len(set(found_columns.tolist())) == len(found_columns)
+    assert (3, int(similarity[3].argmax())) in expected
+    for chunk_rows in (1, 7, 1024):  # one row per block, blocks that split the tie, one block
+        found_rows, found_columns = tracking.mutual_nearest_neighbours(
+            torch.from_numpy(rows), torch.from_numpy(columns), 1.2, chunk_rows=chunk_rows
+        )
+        assert set(zip(found_rows.tolist(), found_columns.tolist(), strict=True)) == expected
+        assert len(set(found_columns.tolist())) == len(found_columns)
+
+
+def test_a_descriptor_size_change_starts_the_tracks_afresh_and_both_orders_recover_in_one_frame():
+    rng = np.random.default_rng(4)
+    points = rng.uniform(0, 400, (20, 2)).astype(np.float32)
+    wide, narrow = unit_rows(rng.normal(size=(20, 256))), unit_rows(rng.normal(size=(20, 128)))
+    tracker = Tracker()
+
+    def frame(descriptors):
+        return tracker.update(Detections(points, np.ones(20, np.float32), descriptors))
+
+    first = frame(wide)
+    assert not first.restarted and list(frame(wide).lengths) == [2] * 20
+    switched = frame(narrow)
+    assert switched.restarted and list(switched.lengths) == [1] * 20 and switched.live == 20
+    assert not set(switched.ids) & set(first.ids), "no id is given again"
+    assert list(frame(narrow).lengths) == [2] * 20
+    back = frame(wide)
+    assert back.restarted and list(back.lengths) == [1] * 20 and back.live == 20, "no foreign track stays live"
+    assert list(frame(wide).lengths) == [2] * 20
+
+
+def test_candidate_pairs_are_exactly_the_pairs_within_each_radius():
+    rng = np.random.default_rng(10)
+    positions = rng.uniform(0, 300, (400, 2)).astype(np.float32)
+    centres = rng.uniform(-50, 350, (120, 2)).astype(np.float32)
+    centres[0] = (5000, -5000)  # far outside the keypoints' box
+    radii = rng.choice([0.0, 16.0, 24.0, 40.0, 100.0], 120).astype(np.float32)
+    rows, columns = tracking.candidate_pairs(centres, radii, positions)
+    distances = np.linalg.norm(centres[:, None].astype(np.float64) - positions[None], axis=2)
+    expected = {(r, c) for r, c in zip(*np.nonzero(distances <= radii[:, None]), strict=True) if radii[r] > 0}
+    found = set(zip(rows.tolist(), columns.tolist(), strict=True))
+    assert len(found) == len(rows), "no pair twice"
+    # float32 against float64 distances: a pair exactly on a circle may go either way.
+    on_circle = {(r, c) for r, c in expected ^ found if abs(distances[r, c] - radii[r]) > 1e-3}
+    assert not on_circle and len(expected) > 1000
+
+
+@pytest.mark.parametrize("ratio_threshold", [1.0, 0.9])
+def test_guided_matching_equals_dense_matching_restricted_to_the_same_pairs(ratio_threshold):
+    rng = np.random.default_rng(11)
+    positions = rng.uniform(0, 200, (300, 2)).astype(np.float32)
+    centres = positions[rng.permutation(300)[:250]] + rng.normal(0, 6, (250, 2)).astype(np.float32)
+    radii = rng.choice([16.0, 24.0], 250).astype(np.float32)
+    truth = rng.normal(size=(300, 32))
+    columns = unit_rows(truth + rng.normal(0, 0.5, truth.shape))
+    rows = unit_rows(truth[rng.permutation(300)[:250]] + rng.normal(0, 0.5, (250, 32)))
+    rows_t, columns_t = torch.from_numpy(rows), torch.from_numpy(columns)
+    close = torch.from_numpy(np.linalg.norm(centres[:, None] - positions[None], axis=2) <= radii[:, None])
+    expected = tracking.mutual_nearest_neighbours(
+        rows_t, columns_t, 1.2, ratio_threshold, allowed=lambda start, stop: close[start:stop]
+    )
+    found = tracking.guided_mutual_nearest_neighbours(
+        rows_t, columns_t, centres, radii, positions, 1.2, ratio_threshold
+    )
+    assert set(zip(*found, strict=True)) == set(zip(*expected, strict=True))
+    assert len(found[0]) > 20
+
+
+def moving_points(rng, count: int = 200):
+    points = rng.uniform(100, 500, (count, 2)).astype(np.float32)
+    return points, unit_rows(rng.normal(size=(count, DESCRIPTOR_SIZE)))
+
+
+def test_guided_matching_starts_dense_then_follows_the_motion_and_falls_back_on_a_jump():
+    rng = np.random.default_rng(12)
+    points, descriptors = moving_points(rng)
+    tracker = Tracker()
+    # A 200 px jump before frame 4; frame 5 is predicted with that jump as the velocity.
+    offsets = [(0, 0), (5, 2), (10, 4), (15, 6), (215, 6), (220, 8), (225, 10)]
+    answers = [
+        tracker.update(Detections(points + np.float32(offset), np.ones(200, np.float32), descriptors))
+        for offset in offsets
+    ]
+    assert [tracks.guided for tracks in answers] == [False, False, True, True, False, False, True]
+    assert all((tracks.lengths == index + 1).all() for index, tracks in enumerate(answers)), "every id kept"
+
+
+def test_after_a_frame_without_matches_the_next_frame_is_matched_densely():
+    rng = np.random.default_rng(13)
+    points, descriptors = moving_points(rng)
+    tracker = Tracker(max_track_gap=2)
+    empty = Detections(np.empty((0, 2), np.float32), np.empty(0, np.float32), np.empty((0, DESCRIPTOR_SIZE)))
+    frames = [points, points + 3, None, points + 9]
+    answers = [
+        tracker.update(empty if frame is None else Detections(frame, np.ones(200, np.float32), descriptors))
+        for frame in frames
+    ]
+    assert [tracks.guided for tracks in answers] == [False, False, False, False]
+    assert (answers[-1].lengths == 3).all()
+
+
+def test_matching_dense_never_guides_and_gives_the_same_ids_on_the_synthetic_world(world, tracked):
+    dense = run(Tracker(max_track_gap=MAX_TRACK_GAP, matching="dense"), world)
+    assert not any(tracks.guided for tracks in dense)
+    assert np.mean([tracks.guided for tracks in tracked]) > 0.8
+    assert continuations(world, tracked, MAX_TRACK_GAP) == continuations(world, dense, MAX_TRACK_GAP)
+
+
+def test_keypoints_bunched_within_the_radius_are_matched_densely():
+    rng = np.random.default_rng(14)
+    points = rng.uniform(100, 104, (200, 2)).astype(np.float32)  # 200 keypoints in 4 × 4 px
+    descriptors = unit_rows(rng.normal(size=(200, DESCRIPTOR_SIZE)))
+    tracker = Tracker(verification="none")
+    answers = [tracker.update(Detections(points + step, np.ones(200, np.float32), descriptors)) for step in (0, 1, 2)]
+    assert not answers[-1].guided and (answers[-1].lengths == 3).all()
