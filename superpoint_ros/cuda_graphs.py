@@ -21,16 +21,13 @@ superpoint_ros.gpu_check` compares it with the eager pipeline and times both.
 import dataclasses
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from superpoint_ros.backends import Network
-from superpoint_ros.keypoints import sample_descriptors, select_keypoints_static, simple_nms, to_original_pixels
-
-if TYPE_CHECKING:
-    from superpoint_ros.detector import DetectionSettings
+from superpoint_ros.feature_types import DetectionSettings
+from superpoint_ros.keypoints import postprocess
 
 INITIAL_CAPACITY = 2048
 WARMUP_RUNS = 3
@@ -51,7 +48,7 @@ class _Graph:
 def run_pipeline(
     network: Network,
     grey: torch.Tensor,
-    settings: "DetectionSettings",
+    settings: DetectionSettings,
     original_size: tuple[int, int],
     capacity: int,
 ) -> torch.Tensor:
@@ -60,13 +57,9 @@ def run_pipeline(
     Per image: the keypoint count (as int32 bits, so it stays exact), then K rows of
     x, y (original pixels), score, descriptor. K = min(`capacity`, pixels of the score map).
     """
-    scores, descriptor_map = network(grey)
-    scores = simple_nms(scores, settings.nms_radius)
-    keypoints, keypoint_scores, counts = select_keypoints_static(
-        scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints, capacity
+    keypoints, keypoint_scores, descriptors, counts = postprocess(
+        *network(grey), settings, tuple(grey.shape[-2:]), original_size, capacity
     )
-    descriptors = sample_descriptors(descriptor_map, keypoints)
-    keypoints = to_original_pixels(keypoints, tuple(grey.shape[-2:]), original_size)
     rows = torch.cat((keypoints, keypoint_scores[..., None], descriptors), dim=-1).flatten(1)
     return torch.cat((counts.to(torch.int32).view(torch.float32)[:, None], rows), dim=1)
 
@@ -96,7 +89,7 @@ class GraphedPipeline:
         self._lock = threading.Lock()
 
     def __call__(
-        self, grey: torch.Tensor, settings: "DetectionSettings", original_size: tuple[int, int]
+        self, grey: torch.Tensor, settings: DetectionSettings, original_size: tuple[int, int]
     ) -> list[tuple[np.ndarray, ...]]:
         """Per image `(keypoints (N, 2), scores (N,), descriptors (N, D))`, copies that the caller owns."""
         case = (tuple(grey.shape), settings, original_size)
@@ -117,7 +110,7 @@ class GraphedPipeline:
                 self._capacities[case] = 1 << (largest - 1).bit_length()
 
     def _replay(
-        self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
+        self, key: tuple, grey: torch.Tensor, settings: DetectionSettings, original_size, capacity: int
     ) -> np.ndarray:
         """Run `key`'s graph (captured first if new) on `grey`; its packed host block, `run_pipeline`'s layout."""
         # Capture and replay use the current device's streams: make that ours (cuda:N).
@@ -130,7 +123,7 @@ class GraphedPipeline:
         return entry.host.numpy()
 
     def _graph_for(
-        self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
+        self, key: tuple, grey: torch.Tensor, settings: DetectionSettings, original_size, capacity: int
     ) -> _Graph:
         entry = self._graphs.get(key)
         if entry is not None:
@@ -145,7 +138,7 @@ class GraphedPipeline:
             self._graphs.popitem(last=False)
         return entry
 
-    def _capture(self, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int) -> _Graph:
+    def _capture(self, grey: torch.Tensor, settings: DetectionSettings, original_size, capacity: int) -> _Graph:
         static_grey = grey.clone()
 
         def run() -> torch.Tensor:

@@ -19,7 +19,6 @@ Float images are intensities in [0, 1]: NaN becomes 0 and values are clipped to 
 the network (see `superpoint_ros.images`), so descriptors stay finite and of unit length.
 """
 
-import dataclasses
 import logging
 import threading
 import time
@@ -39,48 +38,12 @@ from superpoint_ros.backends import (
     resolve_backend,
 )
 from superpoint_ros.calibration import CALIBRATION_COUNT, CALIBRATION_SHAPE, calibration_scenes, read_calibration_images
+from superpoint_ros.cuda_graphs import GraphCaptureError, GraphedPipeline
+from superpoint_ros.devices import resolve_device
+from superpoint_ros.feature_types import Detections, DetectionSettings  # noqa: F401 (lived here before)
 from superpoint_ros.images import check_image, to_grey_batch
-from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms, to_original_pixels
+from superpoint_ros.keypoints import postprocess
 from superpoint_ros.weights import DEFAULT_WEIGHTS, load_model
-
-
-@dataclasses.dataclass(frozen=True)
-class DetectionSettings:
-    """The knobs that may change between two frames.
-
-    - `keypoint_threshold`: keep pixels whose score is above this (0 keeps every NMS survivor).
-    - `nms_radius`: pixels; a keypoint must be the maximum of its (2r+1)² window (0: no NMS).
-    - `max_keypoints`: keep the best this many per image; −1 keeps all.
-    - `border_removal_distance`: pixels; drop keypoints closer than this to the image edge.
-    """
-
-    keypoint_threshold: float = 0.005
-    nms_radius: int = 4
-    max_keypoints: int = -1
-    border_removal_distance: int = 4
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.keypoint_threshold < 1.0:
-            raise ValueError(f"keypoint_threshold must be in [0, 1), got {self.keypoint_threshold}")
-        if self.nms_radius < 0:
-            raise ValueError(f"nms_radius must be >= 0, got {self.nms_radius}")
-        if self.max_keypoints < -1:
-            raise ValueError(f"max_keypoints must be -1 (all) or >= 0, got {self.max_keypoints}")
-        if self.border_removal_distance < 0:
-            raise ValueError(f"border_removal_distance must be >= 0, got {self.border_removal_distance}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Detections:
-    """One image's keypoints, sorted by score, descending.
-
-    `keypoints` `(N, 2)` float32 pixels (x, y) in the input image's grid; `scores` `(N,)`
-    float32; `descriptors` `(N, D)` float32, each row of unit length.
-    """
-
-    keypoints: np.ndarray
-    scores: np.ndarray
-    descriptors: np.ndarray
 
 
 class Logger(Protocol):
@@ -89,26 +52,6 @@ class Logger(Protocol):
     def info(self, message: str) -> None: ...
 
     def error(self, message: str) -> None: ...
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`auto` is CUDA when available, else the CPU; an explicit CUDA device must exist."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} GPU(s)")
-    elif resolved.type != "cpu":
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return resolved
 
 
 class Detector:
@@ -202,9 +145,14 @@ class Detector:
         self.backend = engine_description(backend, self.network)
         self.graphs = None
         if cuda_graphs and self.device.type == "cuda" and backend == "torch":
-            from superpoint_ros.cuda_graphs import GraphedPipeline
-
             self.graphs = GraphedPipeline(self.network, self.device, self.descriptor_size)
+
+    def release(self) -> None:
+        """Free the engine and the weights (and their CUDA memory); the detector is unusable after."""
+        device = self.device
+        self.network = self.model = self.graphs = None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @property
     def descriptor_size(self) -> int:
@@ -271,8 +219,11 @@ class Detector:
         self.precision = "int8"
         self._logger.info(f"Switched to the int8 network, calibrated on {description}")
 
-    def detect(self, images: Sequence[np.ndarray], channel_order: str = "bgr") -> list[Detections]:
-        """Detect in each image. Colour images are BGR unless `channel_order="rgb"`.
+    def detect(
+        self, images: Sequence[np.ndarray], channel_order: str = "bgr", settings: DetectionSettings | None = None
+    ) -> list[Detections]:
+        """Detect in each image with `settings` (default: `self.settings`). Colour images are BGR
+        unless `channel_order="rgb"`.
 
         Images of equal shape and dtype run through the network as one batch. Raises
         `images.ImageError` (a `ValueError` naming the problem, such as a side under 8 pixels)
@@ -284,7 +235,7 @@ class Detector:
         for index, image in enumerate(images):
             groups.setdefault((image.shape, image.dtype), []).append(index)
         results: list[Detections | None] = [None] * len(images)
-        settings = self.settings
+        settings = settings or self.settings
         for indices in groups.values():
             batch = [images[i] for i in indices]
             for index, detections in zip(indices, self.detect_batch(batch, channel_order, settings), strict=True):
@@ -315,15 +266,10 @@ class Detector:
                 return graphed
         scores, descriptor_map = self.network(grey)
         mark("network")
-        scores = simple_nms(scores, settings.nms_radius)
-        keypoints, keypoint_scores, counts = select_keypoints(
-            scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints
+        keypoints, keypoint_scores, descriptors, counts = postprocess(
+            scores, descriptor_map, settings, tuple(grey.shape[-2:]), (height, width), mark=mark
         )
-        original_keypoints = to_original_pixels(keypoints, tuple(grey.shape[-2:]), (height, width))
-        mark("postprocess")
-        descriptors = sample_descriptors(descriptor_map, keypoints)
-        mark("descriptors")
-        keypoints, keypoint_scores, descriptors = _to_host(original_keypoints, keypoint_scores, descriptors)
+        keypoints, keypoint_scores, descriptors = _to_host(keypoints, keypoint_scores, descriptors)
         mark("to_host")
         return [
             Detections(keypoints[b, :count], keypoint_scores[b, :count], descriptors[b, :count])
@@ -336,8 +282,6 @@ class Detector:
         """The pipeline after preprocessing as a CUDA graph replay; None if CUDA refused the capture.
 
         One replay does every stage, so the benchmark sees it all as `network`."""
-        from superpoint_ros.cuda_graphs import GraphCaptureError
-
         try:
             results = self.graphs(grey, settings, original_size)
         except GraphCaptureError as error:

@@ -41,8 +41,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
 
 from superpoint_ros.camera_model import CameraModel
-from superpoint_ros.detector import Detections
 from superpoint_ros.drawing import TrackTrails, draw_tracks, grey_or_colour_to_bgr8
+from superpoint_ros.feature_types import Detections
 from superpoint_ros.image_codec import ImageDecodeError
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.ros_messages import (
@@ -468,7 +468,7 @@ class TrackerNode(Node):
         )
 
 
-def _start() -> TrackerNode:
+def _start(managed: bool = False) -> TrackerNode:
     node = TrackerNode()
     # The detector's inference keeps every core busy; a second pool of spinning threads here made
     # matching slower, not faster (BENCHMARKS.md, feature tracker).

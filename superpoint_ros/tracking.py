@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 import torch
 
-from superpoint_ros.detector import Detections, resolve_device
+from superpoint_ros.devices import resolve_device
+from superpoint_ros.feature_types import CameraTracks, Detections, Tracks  # noqa: F401 (lived here before)
 
 # Ids wrap below 2**24 so that a float32 (VINS-Fusion's channel type) holds every id exactly.
 ID_LIMIT = 1 << 24
@@ -71,50 +72,6 @@ class TrackingSettings:
             raise ValueError(f"verification must be one of {', '.join(VERIFICATIONS)}, got {self.verification!r}")
         if not self.ransac_threshold > 0.0:
             raise ValueError(f"ransac_threshold must be > 0 pixels, got {self.ransac_threshold}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Tracks:
-    """The tracks of one frame, row i for keypoint i of the frame's `Detections`.
-
-    `ids` `(N,)` int64 in [0, 2**24); `lengths` `(N,)` frames the track has been seen in, this
-    one included (1 for a new track); `ages` `(N,)` frames since the track was first seen (0 for
-    a new track; `ages + 1 - lengths` frames were missed). Counts for this update: `lost`
-    tracks dropped for having gone unseen longer than `max_track_gap`; `rejected` matches that
-    geometric verification refused; `unverified` matches kept without a model because too few
-    matches shared their frame gap. `live` tracks remain after the update.
-    """
-
-    ids: np.ndarray
-    lengths: np.ndarray
-    ages: np.ndarray
-    stamp: float | None
-    lost: int
-    rejected: int
-    unverified: int
-    live: int
-
-    @property
-    def new(self) -> np.ndarray:
-        """`(N,)` bool: the keypoints that started a track in this frame."""
-        return self.lengths == 1
-
-
-@dataclasses.dataclass(frozen=True)
-class CameraTracks:
-    """What one camera shows of a frame's tracks: `ids`, `lengths`, `ages` `(N,)`, `keypoints`
-    `(N, 2)` pixels, and `keypoint_indices` `(N,)`, the rows of the camera's `Detections`."""
-
-    ids: np.ndarray
-    lengths: np.ndarray
-    ages: np.ndarray
-    keypoints: np.ndarray
-    keypoint_indices: np.ndarray
-
-    def select(self, rows: np.ndarray) -> "CameraTracks":
-        return CameraTracks(
-            self.ids[rows], self.lengths[rows], self.ages[rows], self.keypoints[rows], self.keypoint_indices[rows]
-        )
 
 
 class Tracker:

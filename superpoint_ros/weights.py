@@ -18,10 +18,9 @@ import struct
 import numpy as np
 import torch
 
+from superpoint_ros.feature_types import DEFAULT_WEIGHTS, RANDOM_WEIGHTS  # noqa: F401 (re-exported)
 from superpoint_ros.model import SuperPoint, SuperPointArchitecture
 
-DEFAULT_WEIGHTS = "magic-leap-community/superpoint"
-RANDOM_WEIGHTS = "random"
 HUB_FILENAME = "model.safetensors"
 
 _MAGICLEAP_NAMES = {

@@ -283,11 +283,11 @@ def test_threshold_and_border_changed_at_run_time_filter_the_next_frame_as_compu
 )
 def test_invalid_or_read_only_parameter_changes_are_rejected_with_a_reason(graph, start_node, values, reason):
     node, namespace = start_node()
-    settings_before = node.detector.settings
+    settings_before = node.settings
     (result,) = set_parameters(graph, namespace, **values)
     assert not result.successful
     assert reason in result.reason
-    assert node.detector.settings == settings_before
+    assert node.settings == settings_before
 
 
 def test_every_parameter_is_described_and_every_number_has_a_range(graph, start_node):
@@ -451,13 +451,13 @@ def test_a_batch_that_fails_in_inference_costs_no_other_cameras_frame(graph, sta
     detect, process = node.detector.detect, node._process
     rounds = []
 
-    def detect_or_fail(images, channel_order="bgr"):
+    def detect_or_fail(images, channel_order="bgr", settings=None):
         if images[0].shape[:2] == (64, 80):
             raise RuntimeError("injected failure")
-        return detect(images, channel_order)
+        return detect(images, channel_order, settings)
 
     def recorded_process(frames):
-        rounds.append({frame.camera.name for frame in frames})
+        rounds.append({frame.camera for frame in frames})
         process(frames)
 
     node.detector.detect, node._process = detect_or_fail, recorded_process
