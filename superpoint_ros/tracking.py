@@ -19,18 +19,22 @@ test. RANSAC (OpenCV) on a fundamental matrix or a homography then rejects match
 fit the camera motion: see `TrackingSettings.verification`.
 """
 
-import dataclasses
 
 import cv2
 import numpy as np
 import torch
 
 from superpoint_ros.devices import resolve_device
-from superpoint_ros.feature_types import CameraTracks, Detections, Tracks  # noqa: F401 (lived here before)
+from superpoint_ros.feature_types import (  # noqa: F401 (some are re-exported: they lived here before)
+    VERIFICATIONS,
+    CameraTracks,
+    Detections,
+    TrackingSettings,
+    Tracks,
+)
 
 # Ids wrap below 2**24 so that a float32 (VINS-Fusion's channel type) holds every id exactly.
 ID_LIMIT = 1 << 24
-VERIFICATIONS = ("auto", "fundamental", "homography", "none")
 # Fewer matches than this (per group, see `_verify`) cannot show which ones are outliers: any 8
 # matches fit some fundamental matrix and any 4 a homography. Such groups are kept unverified.
 MIN_MATCHES_TO_VERIFY = {"auto": 16, "fundamental": 16, "homography": 8}
@@ -38,40 +42,6 @@ MIN_MATCHES_TO_VERIFY = {"auto": 16, "fundamental": 16, "homography": 8}
 PLANAR_SHARE = 0.95
 RANSAC_CONFIDENCE = 0.999
 RANSAC_MAX_ITERATIONS = 2000
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackingSettings:
-    """The knobs that may change between two frames.
-
-    - `nn_threshold`: largest L2 distance between unit descriptors of a match, in [0, 2].
-    - `ratio_threshold`: a track's best match must be at most this fraction of the distance to
-      the second best keypoint; 1.0 turns the test off.
-    - `max_track_gap`: frames a track may go unseen and still be matched (0: only consecutive).
-    - `verification`: `auto` (a homography where it explains the matches, as in a planar or
-      distant scene or a rotation; else a fundamental matrix), `fundamental`, `homography` or
-      `none`; see `geometric_inliers`.
-    - `ransac_threshold`: pixels; the inlier distance of the verification (the epipolar distance
-      for `fundamental`, the reprojection distance for `homography`).
-    """
-
-    nn_threshold: float = 0.7
-    ratio_threshold: float = 1.0
-    max_track_gap: int = 2
-    verification: str = "auto"
-    ransac_threshold: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.nn_threshold <= 2.0:
-            raise ValueError(f"nn_threshold must be in [0, 2] (L2 between unit vectors), got {self.nn_threshold}")
-        if not 0.0 < self.ratio_threshold <= 1.0:
-            raise ValueError(f"ratio_threshold must be in (0, 1] (1 turns it off), got {self.ratio_threshold}")
-        if self.max_track_gap < 0:
-            raise ValueError(f"max_track_gap must be >= 0, got {self.max_track_gap}")
-        if self.verification not in VERIFICATIONS:
-            raise ValueError(f"verification must be one of {', '.join(VERIFICATIONS)}, got {self.verification!r}")
-        if not self.ransac_threshold > 0.0:
-            raise ValueError(f"ransac_threshold must be > 0 pixels, got {self.ransac_threshold}")
 
 
 class Tracker:

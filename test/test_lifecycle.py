@@ -1,4 +1,4 @@
-"""The managed (lifecycle) detector: transitions over the `lifecycle_msgs` services, as a lifecycle
+"""The managed (lifecycle) detector and tracker: transitions over the `lifecycle_msgs` services, as a lifecycle
 manager calls them, and `ros2 lifecycle set` through the real CLI against the executable started
 with `--managed`. Random weights on the CPU."""
 
@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
@@ -15,10 +16,13 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from superpoint_ros.msg import KeypointArray
+from superpoint_ros.feature_types import Detections
+from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.node import NODE_NAME, ManagedDetectorNode, create
-from superpoint_ros.ros_messages import image_message
+from superpoint_ros.ros_messages import image_message, keypoint_array_message
 from superpoint_ros.ros_support import split_managed_flag
+from superpoint_ros.tracker_node import NODE_NAME as TRACKER_NODE_NAME
+from superpoint_ros.tracker_node import ManagedTrackerNode
 
 from conftest import structured_image
 from ros_graph import header, private_domain_id, wait_until
@@ -39,9 +43,9 @@ def managed_node(graph, **parameters):
 class Lifecycle:
     """The node's lifecycle services, called from the probe node."""
 
-    def __init__(self, graph, namespace: str) -> None:
+    def __init__(self, graph, namespace: str, node_name: str = NODE_NAME) -> None:
         self.graph = graph
-        path = f"{namespace}/{NODE_NAME}"
+        path = f"{namespace}/{node_name}"
         self._change = graph.probe.create_client(ChangeState, f"{path}/change_state")
         self._get = graph.probe.create_client(GetState, f"{path}/get_state")
 
@@ -115,6 +119,49 @@ def test_a_failed_configure_leaves_the_node_alive_and_unconfigured_with_one_erro
     assert "Traceback" not in errors[0].msg
     assert not lifecycle.change(Transition.TRANSITION_CONFIGURE), "alive: it answers a second attempt"
     assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
+    graph.remove(node)
+
+
+def keypoints_message(sequence: int) -> KeypointArray:
+    rng = np.random.default_rng(sequence)
+    descriptors = rng.normal(size=(20, 256)).astype(np.float32)
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    keypoints = rng.uniform(10, 60, size=(20, 2)).astype(np.float32)
+    detections = Detections(keypoints, np.linspace(1, 0.5, 20, dtype=np.float32), descriptors)
+    return keypoint_array_message(detections, header(sequence), 64, 80, 256)
+
+
+def tracked(graph, namespace, inbox, sequence, active: bool) -> bool:
+    """Publish one KeypointArray; whether its tracks came back (see `answered`)."""
+    publisher = graph.publisher(KeypointArray, f"{namespace}/keypoints", RELIABLE)
+    message = keypoints_message(sequence)
+    if active:
+        wait_until(lambda: publisher.get_subscription_count() > 0, what="a match")
+    publisher.publish(message)
+    try:
+        inbox.find(lambda m: m.header.stamp == message.header.stamp, timeout_s=20.0 if active else 1.5)
+        return True
+    except AssertionError:
+        return False
+    finally:
+        graph.probe.destroy_publisher(publisher)
+
+
+def test_the_managed_tracker_tracks_only_while_active(graph):
+    namespace = f"/lifecycle_tracker_{os.getpid()}"
+    node = graph.add(ManagedTrackerNode(namespace=namespace, context=graph.context))
+    lifecycle = Lifecycle(graph, namespace, TRACKER_NODE_NAME)
+    inbox = graph.subscribe(FeatureTracks, f"{namespace}/tracks", RELIABLE)
+    assert lifecycle.change(Transition.TRANSITION_CONFIGURE) and node.tracker is not None
+    assert not tracked(graph, namespace, inbox, 1, active=False)
+    assert lifecycle.change(Transition.TRANSITION_ACTIVATE)
+    assert tracked(graph, namespace, inbox, 2, active=True)
+    assert lifecycle.change(Transition.TRANSITION_DEACTIVATE)
+    assert not tracked(graph, namespace, inbox, 3, active=False)
+    assert lifecycle.change(Transition.TRANSITION_ACTIVATE)
+    assert tracked(graph, namespace, inbox, 4, active=True)
+    assert lifecycle.change(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    assert lifecycle.state() == State.PRIMARY_STATE_FINALIZED and node.tracker is None
     graph.remove(node)
 
 
