@@ -91,6 +91,11 @@ class FrameBatcher:
             except Exception as error:  # whatever goes wrong must not end inference for good
                 self._on_error(frames, error)
 
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive."""
+        return self._worker.is_alive()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """End the worker after the batch it runs; pending frames are dropped."""
         with self.lock:

@@ -394,27 +394,6 @@ def two_reliable_cameras(graph, start_node, **parameters):
 STAGGER_S = 0.05
 
 
-@pytest.mark.parametrize(("batch_timeout", "batched"), [(0.1, True), (0.0, False)])
-def test_batch_timeout_decides_whether_a_camera_publishing_later_joins_the_batch(
-    graph, start_node, batch_timeout, batched
-):
-    node, _, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
-        graph, start_node, batch_timeout=batch_timeout
-    )
-    for sequence in range(1, 4):
-        a_sent = image_message(scene(50 + sequence), "bgr8", header(sequence, "a"))
-        b_sent = image_message(scene(60 + sequence), "bgr8", header(sequence, "b"))
-        a_publisher.publish(a_sent)
-        time.sleep(STAGGER_S)  # camera1 is 50 ms late: inside a 0.1 s timeout, outside a 0 s one
-        b_publisher.publish(b_sent)
-        output_for(a_inbox, a_sent.header.stamp)
-        output_for(b_inbox, b_sent.header.stamp)
-    statistics = node.statistics()
-    assert statistics["camera0"].processed == statistics["camera1"].processed == 3
-    expected = 3 if batched else 0
-    assert statistics["camera0"].batched_frames == statistics["camera1"].batched_frames == expected
-
-
 def test_a_frame_too_small_is_rejected_by_name_and_the_other_cameras_frame_goes_out(graph, start_node, reference):
     rosout = graph.rosout()
     node, namespace, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
