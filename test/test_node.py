@@ -391,9 +391,6 @@ def two_reliable_cameras(graph, start_node, **parameters):
     return node, namespace, connections
 
 
-STAGGER_S = 0.05
-
-
 def test_a_frame_too_small_is_rejected_by_name_and_the_other_cameras_frame_goes_out(graph, start_node, reference):
     rosout = graph.rosout()
     node, namespace, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
