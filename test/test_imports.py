@@ -28,6 +28,9 @@ def loaded_after_import(module: str) -> set[str]:
         "superpoint_ros.camera_sim",
         "superpoint_ros.batcher",
         "superpoint_ros.parameters",
+        "superpoint_ros.node",
+        "superpoint_ros.detector_parameters",
+        "superpoint_ros.tracker_parameters",
     ],
 )
 def test_light_modules_load_no_torch(module):
