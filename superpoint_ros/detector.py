@@ -20,7 +20,6 @@ the network (see `superpoint_ros.images`), so descriptors stay finite and of uni
 """
 
 import logging
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -60,8 +59,8 @@ class Detector:
     `weights` is a hub repo id, a local directory or file, or `"random"` (with `seed`); see
     `superpoint_ros.weights`. `resize` is an optional `(height, width)` every image is scaled to
     before the network; keypoints are still reported in the original image's pixels.
-    `settings` can be replaced between calls (`detector.settings = DetectionSettings(...)`);
-    each `detect` call reads it once.
+    `settings` is what `detect` uses when not given settings of its own (the nodes pass theirs
+    with each call, so that one detector could serve several).
 
     `backend` picks the engine that runs the network (`superpoint_ros.backends`): `"auto"` is
     OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` (CUDA)
@@ -76,12 +75,11 @@ class Detector:
     capture, a warning says so and the detector goes on without graphs.
 
     int8 (`superpoint_ros.quantization`) is calibrated on `calibration_count` images from
-    `calibration`: `"scenes"`, our generated photograph-like scenes (the default); a directory
-    of the user's images; or `"frames"`, the first frames given to `offer_calibration_frame`.
-    Scenes are drawn, and the user's images resized, to `calibration_shape` `(height, width)`,
-    by default `resize` or 480×640.
-    With `"frames"` the detector runs float32 until the int8 network, quantised in a background
-    thread, takes over. Quantised models are cached in `quantization_cache_dir` (default
+    `calibration`: `"scenes"`, our generated photograph-like scenes (the default), or a directory
+    of the user's images. Scenes are drawn, and the user's images resized, to
+    `calibration_shape` `(height, width)`, by default `resize` or 480×640. (Calibration on a
+    live camera's first frames is `superpoint_ros.frame_calibration.FrameCalibration`, around a
+    float32 detector.) Quantised models are cached in `quantization_cache_dir` (default
     `quantization.default_cache_dir()`). `logger` hears how the int8 network was obtained.
     """
 
@@ -115,30 +113,29 @@ class Detector:
         check_precision(backend, self.device, precision)
         self._engine = backend
         self._logger = logger or logging.getLogger(__name__)
-        self._calibration_frames: list[np.ndarray] | None = None
         self._quantization_cache_dir = quantization_cache_dir
         self.quantized_model_path = None
         """The int8 model's file in the cache, once there is one."""
         if precision == "int8":
             from superpoint_ros.quantization import check_nncf
 
+            if calibration == "frames":
+                raise ValueError(
+                    "calibration 'frames' is for a live camera: build a float32 detector and give it to "
+                    "superpoint_ros.frame_calibration.FrameCalibration"
+                )
             check_nncf()
             if calibration_count < 1:
                 raise ValueError(f"calibration_count must be >= 1, got {calibration_count}")
         self.model = load_model(weights, weights_revision, seed).to(self.device)
-        if precision == "int8" and calibration == "frames":
-            self.precision = "float32"
-            self._calibration_frames = []
-            self._calibration_count = calibration_count
-            self.network = build_network(self.model, backend, self.device)
-        elif precision == "int8":
+        if precision == "int8":
             shape = calibration_shape or self.resize or CALIBRATION_SHAPE
             if calibration == "scenes":
                 images = calibration_scenes(calibration_count, *shape)
             else:
                 images = read_calibration_images(calibration, calibration_count, shape)
             self.precision = "int8"
-            self.network = self._int8_network([image.astype(np.float32) / 255 for image in images])
+            self.network = self.int8_network([image.astype(np.float32) / 255 for image in images])
         else:
             self.precision = precision
             self.network = build_network(self.model, backend, self.device, precision, tensorrt_cache_dir)
@@ -158,7 +155,12 @@ class Detector:
     def descriptor_size(self) -> int:
         return self.model.architecture.descriptor_decoder_dim
 
-    def _int8_network(self, calibration: list[np.ndarray] | str, images: list[np.ndarray] | None = None):
+    @property
+    def engine(self) -> str:
+        """The engine's name as `backends` knows it: torch, openvino or onnxruntime."""
+        return self._engine
+
+    def int8_network(self, calibration: list[np.ndarray] | str, images: list[np.ndarray] | None = None):
         """The int8 engine calibrated on `calibration` (grey float32 images, or the description
         of a set named in the cache, whose `images` are quantised on a cache miss)."""
         from superpoint_ros.quantization import cache_path, quantized_graph
@@ -171,53 +173,16 @@ class Detector:
         self.quantized_model_path = path
         return build_network(self.model, self._engine, self.device, "int8", graph=graph)
 
-    @property
-    def wants_calibration_frames(self) -> bool:
-        """Whether `offer_calibration_frame` still collects frames (`calibration="frames"`)."""
-        return self._calibration_frames is not None
-
-    def offer_calibration_frame(self, image: np.ndarray, channel_order: str = "bgr") -> None:
-        """With `calibration="frames"`: collect `image` (as `detect` takes it) for int8 calibration.
-
-        The first frame fixes the calibration shape; frames of another shape are passed over.
-        When a model calibrated on this camera's
-        frames of that shape is in the cache, it is loaded; otherwise, once `calibration_count`
-        frames are in, quantisation starts. Either runs in a background thread, after which the
-        int8 network replaces the float32 one between two `detect` calls and `precision`
-        becomes `"int8"`. Does nothing once enough frames were taken.
-        """
+    def int8_cache_path(self, description: str):
+        """Where the int8 model calibrated on the set `description` is cached."""
         from superpoint_ros.quantization import cache_path
 
-        if self._calibration_frames is None:
-            return
-        check_image(image)
-        with torch.inference_mode():
-            grey = self._network_input([image], channel_order)
-        frame = grey[0, 0].numpy(force=True)
-        first = not self._calibration_frames
-        if not first and frame.shape != self._calibration_frames[0].shape:
-            return
-        height, width = frame.shape
-        description = f"the first {self._calibration_count} frames of a camera, {height}x{width}"
-        self._calibration_frames.append(frame)
-        cached = first and cache_path(self.model, description, self._quantization_cache_dir).is_file()
-        if cached or len(self._calibration_frames) == self._calibration_count:
-            frames, self._calibration_frames = self._calibration_frames, None
-            threading.Thread(
-                target=self._switch_to_int8, args=(description, frames), name="superpoint_int8", daemon=True
-            ).start()
+        return cache_path(self.model, description, self._quantization_cache_dir)
 
-    def _switch_to_int8(self, description: str, frames: list[np.ndarray]) -> None:
-        try:
-            network = self._int8_network(description, frames)
-            # Compile for the camera's shape before taking over, so that no frame waits for it.
-            network(torch.zeros((1, 1, *frames[0].shape)))
-        except Exception as error:  # the float32 network keeps running
-            self._logger.error(f"int8 quantisation failed, staying in float32: {error!r}")
-            return
+    def use_network(self, network, precision: str) -> None:
+        """Run `network` (of `precision`) from the next `detect` call on."""
         self.network = network
-        self.precision = "int8"
-        self._logger.info(f"Switched to the int8 network, calibrated on {description}")
+        self.precision = precision
 
     def detect(
         self, images: Sequence[np.ndarray], channel_order: str = "bgr", settings: DetectionSettings | None = None
@@ -258,7 +223,7 @@ class Detector:
         settings = settings or self.settings
         mark = mark or _no_mark
         height, width = images[0].shape[:2]
-        grey = self._network_input(images, channel_order)
+        grey = self.network_input(images, channel_order)
         mark("preprocess")
         if self.graphs is not None:
             graphed = self._detect_with_graphs(grey, settings, (height, width), mark)
@@ -292,7 +257,7 @@ class Detector:
             mark(stage)
         return [Detections(*arrays) for arrays in results]
 
-    def _network_input(self, images: list[np.ndarray], channel_order: str) -> torch.Tensor:
+    def network_input(self, images: list[np.ndarray], channel_order: str) -> torch.Tensor:
         """`(B, 1, h, w)` grey float32 in [0, 1] on the device, resized when `resize` is set."""
         grey = to_grey_batch(images, self.device, channel_order)
         if self.resize is not None and self.resize != tuple(grey.shape[-2:]):

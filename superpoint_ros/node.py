@@ -43,6 +43,7 @@ frees the engine.
 import dataclasses
 import time
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
@@ -120,6 +121,7 @@ class DetectorStages(Stages):
         # Values are read again in `_configure`: a managed node may be given new ones before it.
         declare_parameters(self, PARAMETERS)
         self.detector = None
+        self._frame_calibration = None
         self.settings: DetectionSettings | None = None
         self.cameras: list[Camera] = []
         self._diagnostics_publisher = None
@@ -142,7 +144,10 @@ class DetectorStages(Stages):
             validate_topic_name(camera.image_topic)
         self.config = config
         self.settings = config.settings
-        self.detector = self._create_detector(config)
+        self.detector, self._frame_calibration = self._create_detector(config)
+        if config.resize is not None:
+            # Every frame reaches the network at this size: compile for it now, not on the first frame.
+            self.detector.detect([np.zeros(config.resize, np.uint8)], "bgr", config.settings)
         self._show_engine_in_use()
         message_type = INPUT_TYPES[config["image_transport"]]
         self.cameras = []
@@ -210,21 +215,24 @@ class DetectorStages(Stages):
         self.settings = None
         if self.detector is not None:
             self.detector.release()
-            self.detector = None
+            self.detector = self._frame_calibration = None
 
     def _create_detector(self, config: DetectorConfig):
-        """Load the weights and build the engine (slow: imported only now, after the checks)."""
+        """Load the weights and build the engine (slow: imported only now, after the checks); with
+        int8 calibrated on frames, also the `FrameCalibration` that collects them, else None."""
         import torch
 
         from superpoint_ros.detector import Detector
+        from superpoint_ros.frame_calibration import FrameCalibration
 
         requested_device = config["device"]
+        on_frames = config["precision"] == "int8" and config["int8_calibration"] == "frames"
         detector = Detector(
             weights=config["weights"],
             weights_revision=config["weights_revision"] or None,
             device=requested_device,
             backend=config["backend"],
-            precision=config["precision"],
+            precision="float32" if on_frames else config["precision"],
             tensorrt_cache_dir=config["tensorrt_cache_dir"] or None,
             calibration=config["int8_calibration"],
             calibration_count=config["int8_calibration_count"],
@@ -239,11 +247,13 @@ class DetectorStages(Stages):
             f"SuperPoint runs on {where} (device '{requested_device}'{reason}) with the {detector.backend} engine "
             f"in {detector.precision}; weights: {config['weights']}"
         )
-        if detector.wants_calibration_frames:
+        calibration = None
+        if on_frames:
+            calibration = FrameCalibration(detector, config["int8_calibration_count"], self.get_logger())
             self.get_logger().info("int8 takes over once it is calibrated on the first frames")
         if config["weights"] == RANDOM_WEIGHTS:
             self.get_logger().warning("Random weights: the keypoints are not meaningful.")
-        return detector
+        return detector, calibration
 
     def _show_engine_in_use(self) -> None:
         """`backend` becomes the engine that runs (`Detector.backend`), read-only. rclpy refuses to
@@ -308,8 +318,8 @@ class DetectorStages(Stages):
             batches.setdefault(key, []).append((camera, frame, image))
         settings = self.settings
         for (_, _, channel_order), batch in batches.items():
-            if self.detector.wants_calibration_frames:
-                self.detector.offer_calibration_frame(batch[0][2].pixels, channel_order)
+            if self._frame_calibration is not None and self._frame_calibration.wants_frames:
+                self._frame_calibration.offer(batch[0][2].pixels, channel_order)
             # Each batch on its own: one that fails must not take another camera's frames with it.
             try:
                 results = self._detect_batch(batch, channel_order, settings)
