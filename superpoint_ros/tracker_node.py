@@ -31,7 +31,6 @@ import dataclasses
 from collections import OrderedDict, deque
 
 import numpy as np
-import torch
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -56,7 +55,6 @@ from superpoint_ros.ros_messages import (
 )
 from superpoint_ros.ros_support import ErrorThrottle, ManagedStages, Stages, run_node
 from superpoint_ros.tracker_parameters import MATCHING_PARAMETERS, PARAMETERS, RUNTIME_PARAMETERS, TrackerConfig
-from superpoint_ros.tracking import Tracker, match_stereo
 from superpoint_ros.vins_layout import CameraFeatures, Observations, normalized_velocities, vins_feature_arrays
 
 NODE_NAME = "superpoint_tracker"
@@ -110,7 +108,7 @@ class TrackerStages(Stages):
         self.counters = TrackerCounters()
         self._logged_counters = TrackerCounters()
         self._errors = ErrorThrottle()
-        self.tracker: Tracker | None = None
+        self.tracker = None  # a `tracking.Tracker` once configured
         self.cameras: list[Camera] = []
         self._subscriptions = []
         self._timers = []
@@ -132,6 +130,9 @@ class TrackerStages(Stages):
 
     def _configure(self) -> None:
         config = TrackerConfig.from_values(parameter_values(self, PARAMETERS))
+        # Imported only now: a bad configuration is refused before torch loads.
+        from superpoint_ros.tracking import Tracker
+
         self.config = config
         self.tracker = Tracker(device=config["device"], **dataclasses.asdict(config.settings))
         self._stereo = config["stereo"]
@@ -316,6 +317,8 @@ class TrackerStages(Stages):
             if not self._rectified_input:
                 self._warn("No CameraInfo on both cameras yet: stereo pairs are matched on raw pixel rows")
             left_rows, right_rows = left.keypoints, right.keypoints
+        from superpoint_ros.tracking import match_stereo
+
         return match_stereo(
             left.descriptors,
             left_rows,
@@ -415,6 +418,8 @@ class ManagedTrackerNode(TrackerStages, ManagedStages):
 
 def create(managed: bool = False, **node_options) -> Node:
     """The plain or the managed tracker node, with torch's threads set from `threads`."""
+    import torch
+
     node = (ManagedTrackerNode if managed else TrackerNode)(**node_options)
     # The detector's inference keeps every core busy; a second pool of spinning threads here made
     # matching slower, not faster (BENCHMARKS.md, feature tracker).

@@ -80,22 +80,29 @@ def test_the_backend_as_it_reads_back_with_its_provider_is_a_valid_configuration
     assert config["backend"] == "onnxruntime"
 
 
-def test_a_bad_configuration_stops_the_node_before_torch_is_imported():
+@pytest.mark.parametrize(
+    ("module", "node_class", "parameter", "value", "reason"),
+    [
+        ("superpoint_ros.node", "DetectorNode", "input_qos", "fast", "input_qos must be one of"),
+        ("superpoint_ros.tracker_node", "TrackerNode", "verification", "magic", "verification must be one of"),
+    ],
+)
+def test_a_bad_configuration_stops_the_node_before_torch_is_imported(module, node_class, parameter, value, reason):
     code = (
         "import sys, rclpy\n"
         "from rclpy.context import Context\n"
-        "from superpoint_ros.node import DetectorNode\n"
+        "from rclpy.parameter import Parameter\n"
+        f"from {module} import {node_class}\n"
         "context = Context()\n"
         f"rclpy.init(args=[], context=context, domain_id={private_domain_id()})\n"
-        "from rclpy.parameter import Parameter\n"
         "try:\n"
-        "    DetectorNode(context=context, parameter_overrides=[Parameter('input_qos', value='fast')])\n"
+        f"    {node_class}(context=context, parameter_overrides=[Parameter({parameter!r}, value={value!r})])\n"
         "except ValueError as error:\n"
         "    print('refused:', error)\n"
         "print('torch loaded:', 'torch' in sys.modules, 'openvino loaded:', 'openvino' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert "refused: input_qos must be one of" in result.stdout
+    assert f"refused: {reason}" in result.stdout, result.stdout + result.stderr
     assert "torch loaded: False openvino loaded: False" in result.stdout, result.stdout + result.stderr
 
 
