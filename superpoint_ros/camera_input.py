@@ -3,10 +3,11 @@ topic's publishers without flapping, the incompatible-QoS log, the silence warni
 camera's health and counters (`diagnostics.CameraHealth`).
 
 `input_qos: auto` takes the reliability of the topic's publishers (all reliable: reliable; any
-best effort: best effort). A new choice is taken only once the set of publishers has stayed
-the same for `settle_period_s`, so that a short-lived publisher (a `ros2 topic pub`, a probe)
-does not flip a steady camera's subscription and back, and the new subscription is made before
-the old one is destroyed: the old one keeps delivering until the new one is matched.
+best effort: best effort). The first choice follows the publishers at once; after that only
+publishers seen for at least `settle_period_s` count, so that a short-lived publisher (a
+`ros2 topic pub`, a probe) does not flip a steady camera's subscription and back, even when such
+publishers keep coming and going. A new subscription is made before the old one is destroyed:
+the old one keeps delivering until the new one is matched.
 """
 
 import collections
@@ -14,13 +15,14 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.subscription import Subscription
 from rclpy.topic_endpoint_info import TopicEndpointInfo
 
-from superpoint_ros.diagnostics import CameraHealth, FrameCounters
+from superpoint_ros.diagnostics import CameraHealth, FrameCounters, camera_status
 
 INPUT_QOS_CHOICES = ("auto", "sensor_data", "reliable")
 # The subscription's history, as sensor_data's. The newest frame still wins: the callback only
@@ -155,8 +157,8 @@ class CameraInput:
         self._settle_period_s = settle_period_s
         self._silence_s = silence_s
         self._silence_logged_s = -float("inf")
-        self._publisher_ids: frozenset = frozenset()
-        self._stable_since_s = time.monotonic()
+        # When each publisher (by endpoint gid) was first seen on the topic.
+        self._first_seen_s: dict[bytes, float] = {}
         # The subscription being replaced, kept until its successor is matched (make before break).
         self._previous: Subscription | None = None
         self._last_stamp: tuple | None = None
@@ -188,7 +190,7 @@ class CameraInput:
                 self._node.destroy_subscription(subscription)
         self.subscription = self._previous = None
         self.reliability = None
-        self._publisher_ids = frozenset()
+        self._first_seen_s = {}
 
     def _subscribe(self, reliability: ReliabilityPolicy) -> None:
         if self._input_qos == "sensor_data":
@@ -227,6 +229,19 @@ class CameraInput:
             f"clashing policy: {policy}. Its frames will not arrive. input_qos: auto follows the publishers."
         )
 
+    def status(self, name: str, static_values: dict[str, str]) -> DiagnosticStatus:
+        """This camera's `/diagnostics` status, named `name` (`diagnostics.camera_status`), with
+        its topic, input QoS and publishers beside `static_values`."""
+        chosen = reliability_name(self.reliability) if self.reliability else "waiting for a publisher"
+        values = {
+            **static_values,
+            "topic": self.input_topic,
+            "input QoS": f"{chosen} (input_qos: {self._input_qos})",
+            "publishers": str(self.publisher_count),
+        }
+        silence_s = self._silence_s if self._silence_s > 0 else float("inf")
+        return camera_status(name, self.health, time.monotonic(), silence_s, self.waiting_since_s, values)
+
     def publishers(self) -> list[TopicEndpointInfo]:
         infos = self._node.get_publishers_info_by_topic(self.input_topic)
         return [info for info in infos if info.topic_type == self._type_name]
@@ -239,26 +254,36 @@ class CameraInput:
         if publishers and not self.publisher_count:
             self.waiting_since_s = now_s
         self.publisher_count = len(publishers)
-        ids = frozenset(bytes(info.endpoint_gid) for info in publishers)
-        if ids != self._publisher_ids:
-            self._publisher_ids = ids
-            self._stable_since_s = now_s
+        ids = [bytes(info.endpoint_gid) for info in publishers]
+        self._first_seen_s = {gid: self._first_seen_s.get(gid, now_s) for gid in ids}
         if self._previous is not None and (
             self.subscription.get_publisher_count() > 0 or now_s - self.waiting_since_s >= self._settle_period_s
         ):
             self._node.destroy_subscription(self._previous)
             self._previous = None
-        wanted = following_reliability(publishers)
-        if self._input_qos == "auto" and wanted is not None and wanted != self.reliability:
-            # The first choice is taken at once: there is nothing to flap from yet.
-            if self.reliability is None or now_s - self._stable_since_s >= self._settle_period_s:
-                self.resubscriptions += self.reliability is not None
-                self._subscribe(wanted)
-                self._node.get_logger().info(
-                    f"Camera '{self.name}': subscribing to '{self.input_topic}' {reliability_name(wanted)}, "
-                    f"following its {describe_publishers(publishers)} (input_qos: auto)"
-                )
+        if self._input_qos == "auto":
+            self._follow(publishers, ids, now_s)
         self._warn_if_silent(publishers, now_s)
+
+    def _follow(self, publishers: list[TopicEndpointInfo], ids: list[bytes], now_s: float) -> None:
+        """Subscribe with the reliability the settled publishers need: those seen for at least the
+        settle period, so that short-lived ones (which never settle) are not followed. The first
+        choice follows every publisher at once: there is nothing to flap from yet."""
+        if self.reliability is not None:
+            publishers = [
+                info
+                for info, gid in zip(publishers, ids, strict=True)
+                if now_s - self._first_seen_s[gid] >= self._settle_period_s
+            ]
+        wanted = following_reliability(publishers)
+        if wanted is None or wanted == self.reliability:
+            return
+        self.resubscriptions += self.reliability is not None
+        self._subscribe(wanted)
+        self._node.get_logger().info(
+            f"Camera '{self.name}': subscribing to '{self.input_topic}' {reliability_name(wanted)}, "
+            f"following its {describe_publishers(publishers)} (input_qos: auto)"
+        )
 
     def _warn_if_silent(self, publishers: list[TopicEndpointInfo], now_s: float) -> None:
         if not publishers or self.subscription is None or self._silence_s <= 0:

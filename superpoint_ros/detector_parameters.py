@@ -118,15 +118,15 @@ PARAMETERS = (
         "input_qos",
         "auto",
         "Image subscription QoS. auto: the reliability of the topic's publishers (all reliable: reliable; any "
-        "best effort: best effort), keep-last 5, re-chosen once they have stayed the same for "
+        "best effort: best effort), keep-last 5, re-chosen from the publishers present for "
         "qos_settle_period; waits for a publisher. sensor_data: best effort. reliable: reliable.",
         choices=INPUT_QOS_CHOICES,
     ),
     Spec(
         "qos_settle_period",
         2.0,
-        "Seconds; with input_qos auto, the topic's publishers must stay the same this long before the "
-        "subscription changes reliability, so that a short-lived publisher does not flip it (0: at once).",
+        "Seconds; with input_qos auto, a publisher counts once it has been on the topic this long, so that "
+        "short-lived publishers do not flip the subscription's reliability (0: every publisher at once).",
         0.0,
         60.0,
     ),

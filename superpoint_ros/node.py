@@ -17,19 +17,17 @@ someone subscribes to it. `image_transport: compressed` subscribes to `<topic>/c
 
 Input QoS: with `input_qos: auto` (the default) each camera's subscription takes the reliability
 of the publishers on its topic (all reliable: reliable; any best effort: best effort), keep-last
-5, and follows them once they have stayed the same for `qos_settle_period` seconds (see
-`superpoint_ros.camera_input`); until a publisher appears it waits. A topic whose
-publishers send nothing the node receives for `silence_warning_period` seconds gets a warning
-that names the likely cause and the fixes. `/diagnostics` carries one status per camera, every
-second.
+5; later changes follow the publishers present for `qos_settle_period` seconds, so that
+short-lived ones do not flip it (see `superpoint_ros.camera_input`); until a publisher appears
+it waits. A topic whose publishers send nothing the node receives for `silence_warning_period`
+seconds gets a warning that names the last frame's size, the likely cause and the fixes.
+`/diagnostics` carries one status per camera, every second.
 
-Latency stays bounded: the subscription callback only keeps the newest frame of each camera;
-a worker thread runs the network on whatever is pending, all cameras in one batch, and frames
-replaced before the worker took them are counted as dropped and logged every
-`statistics_period` seconds (a period in which nothing arrived is logged too, naming the
-topic). (Frames the middleware itself discards never reach the node and are not counted. With
-Fast DDS, best-effort frames over 512 KB between processes need
-`config/fastdds_large_images.xml` in both processes.)
+Latency stays bounded: only the newest frame of each camera waits for the network, several
+cameras run as one batch (`superpoint_ros.batcher`), and the frames replaced meanwhile are
+counted as dropped and logged every `statistics_period` seconds. (Frames the middleware itself
+discards never reach the node: with Fast DDS, best-effort frames over 512 KB between processes
+need `config/fastdds_large_images.xml` in both processes.)
 
 `keypoint_threshold`, `nms_radius`, `max_keypoints` and `border_removal_distance` can be set
 at run time (the next frame uses them); every other parameter is read-only
@@ -54,10 +52,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from superpoint_ros.batcher import FrameBatcher, PendingFrame
-from superpoint_ros.camera_input import CameraInput, reliability_name
+from superpoint_ros.camera_input import CameraInput
 from superpoint_ros.debug_output import DebugOutput
 from superpoint_ros.detector_parameters import PARAMETERS, RUNTIME_PARAMETERS, DetectorConfig
-from superpoint_ros.diagnostics import FrameCounters, camera_status
+from superpoint_ros.diagnostics import FrameCounters, statistics_line
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
 from superpoint_ros.feature_types import RANDOM_WEIGHTS, Detections, DetectionSettings
 from superpoint_ros.image_codec import ImageDecodeError
@@ -274,28 +272,15 @@ class DetectorStages(Stages):
             camera.input.check()
 
     def _publish_diagnostics(self) -> None:
-        now_s = time.monotonic()
-        settings = {
+        engine = {
             "device": str(self.detector.device),
             "backend": self.detector.backend,
             "precision": self.detector.precision,
             "weights": self.config["weights"],
             "image transport": self.config["image_transport"],
         }
-        silence_s = self.config["silence_warning_period"] or float("inf")
-        statuses = []
         with self._batcher.lock:
-            for camera in self.cameras:
-                chosen = reliability_name(camera.reliability) if camera.reliability else "waiting for a publisher"
-                values = {
-                    **settings,
-                    "topic": camera.input_topic,
-                    "input QoS": f"{chosen} (input_qos: {self.config['input_qos']})",
-                    "publishers": str(camera.input.publisher_count),
-                }
-                name = f"{self.get_name()}: {camera.name}"
-                health = camera.input.health
-                statuses.append(camera_status(name, health, now_s, silence_s, camera.input.waiting_since_s, values))
+            statuses = [camera.input.status(f"{self.get_name()}: {camera.name}", engine) for camera in self.cameras]
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diagnostics_publisher.publish(DiagnosticArray(header=header, status=statuses))
 
@@ -381,22 +366,14 @@ class DetectorStages(Stages):
             return {camera.name: dataclasses.replace(camera.counters) for camera in self.cameras}
 
     def _log_statistics(self) -> None:
-        """One line per camera each period; when nothing came, it names the topic listened to,
-        so that a wrong remapping shows."""
-        period_s = self.config["statistics_period"]
+        """One line per camera each period (`diagnostics.statistics_line`)."""
         statistics = self.statistics()
         for camera in self.cameras:
             counters = statistics[camera.name]
-            new = counters.received - self._logged_counters.get(camera.name, FrameCounters()).received
+            before = self._logged_counters.get(camera.name, FrameCounters())
             self._logged_counters[camera.name] = counters
-            recent = f"{new} frames received" if new else f"nothing received on '{camera.input_topic}'"
-            self.get_logger().info(
-                f"{camera.name}: {recent} in the last {period_s:g} s; since start {counters.received} frames received, "
-                f"{counters.processed} processed, {counters.dropped} dropped for newer frames, "
-                f"{counters.rejected} rejected as undecodable or too small, "
-                f"{counters.failed} lost to inference errors; "
-                f"{counters.batched_frames} ran batched with other cameras (largest batch {counters.largest_batch})"
-            )
+            line = statistics_line(camera.name, camera.input_topic, counters, before, self.config["statistics_period"])
+            self.get_logger().info(line)
 
 
 class DetectorNode(DetectorStages, Node):

@@ -1,5 +1,5 @@
-"""What our nodes share: parameter descriptors with ranges, error logs throttled per distinct
-text, the lifecycle scaffolding, and `run_node`, the start-up and spin loop of both executables.
+"""What our nodes share: error logs throttled per distinct text, the lifecycle scaffolding, and
+`run_node`, the start-up and spin loop of both executables.
 
 A node's work is written once as a `Stages` mixin with `_configure`, `_activate`, `_deactivate`
 and `_cleanup`. The plain node runs configure and activate in its constructor; with `--managed`
@@ -13,25 +13,12 @@ import time
 from collections.abc import Callable
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 SIGNAL_CHECK_PERIOD_S = 0.2
-
-
-def describe(description: str, read_only: bool = False, **constraints) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, read_only=read_only, **constraints)
-
-
-def integer_range(low: int, high: int) -> dict:
-    return {"integer_range": [IntegerRange(from_value=low, to_value=high, step=1)]}
-
-
-def float_range(low: float, high: float) -> dict:
-    return {"floating_point_range": [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
 
 
 class ErrorThrottle:

@@ -89,3 +89,24 @@ def test_a_best_effort_publisher_that_stays_is_followed_after_the_settle_period_
     wait_until(
         lambda: reliable_subscription not in node.subscriptions, what="the old subscription destroyed once replaced"
     )
+
+
+def test_a_reliable_camera_is_followed_even_when_a_visitor_came_first_and_others_keep_coming(graph, start_node):
+    """The first choice follows whoever is there; a camera that stays is followed once settled,
+    although short-lived publishers never stop coming and going."""
+    node, namespace = start_node(qos_settle_period=1.0)
+    camera = node.cameras[0]
+    visitor = graph.publisher(Image, f"{namespace}/image", BEST_EFFORT)
+    wait_until(lambda: camera.reliability == ReliabilityPolicy.BEST_EFFORT, what="the visitor followed at first")
+    graph.publisher(Image, f"{namespace}/image", RELIABLE)
+    deadline_s = time.monotonic() + 20.0
+    while camera.reliability != ReliabilityPolicy.RELIABLE:
+        assert time.monotonic() < deadline_s, "the steady reliable camera was never followed"
+        graph.probe.destroy_publisher(visitor)
+        visitor = graph.publisher(Image, f"{namespace}/image", BEST_EFFORT)
+        time.sleep(0.3)
+    for _ in range(6):  # the churn goes on: the settled camera keeps its subscription
+        graph.probe.destroy_publisher(visitor)
+        visitor = graph.publisher(Image, f"{namespace}/image", BEST_EFFORT)
+        time.sleep(0.3)
+    assert camera.reliability == ReliabilityPolicy.RELIABLE and camera.input.resubscriptions == 1
