@@ -7,9 +7,11 @@ python -m superpoint_ros.bench_delivery --frames 10 --output-dir .   # also appe
 python -m superpoint_ros.bench_delivery --churn --frames 100          # reliable camera, with and without churn
 ```
 
-`--churn` runs the reliable camera with `input_qos: auto` twice: alone, then while
+`--churn` runs the reliable camera with `input_qos: auto` three times: alone; while
 `superpoint_ros.qos_churn` makes short-lived best-effort publishers come and go on its topic
-(one every 0.6 s, living 0.3 s), and counts the node's re-subscriptions.
+(one every 0.6 s, living 0.3 s) and the node follows every publisher at once
+(`qos_settle_period: 0`, as before the settle period existed); and with the same churn under the
+shipped `qos_settle_period`. It counts the subscriptions the node made.
 
 Three processes per row, as on a robot: the installed node (`python -m superpoint_ros.node`
 with the shipped `config/detector.yaml`, random weights, CPU), `superpoint_ros.camera_sim`
@@ -55,7 +57,14 @@ def _share(name: str) -> str:
 
 
 def run_row(
-    reliability: str, input_qos: str, profile: str, frames: int, rate_hz: float, domain_id: int, churn: bool = False
+    reliability: str,
+    input_qos: str,
+    profile: str,
+    frames: int,
+    rate_hz: float,
+    domain_id: int,
+    churn: bool = False,
+    settle_period_s: float | None = None,
 ) -> dict:
     """Start node and camera (and with `churn`, `qos_churn` for as long as the camera runs), count
     the answers; the row's result as a dict."""
@@ -76,7 +85,8 @@ def run_row(
     node = subprocess.Popen(
         [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-r", f"__ns:={namespace}",
          "--params-file", _share("detector.yaml"), "-p", "weights:=random", "-p", "device:=cpu",
-         "-p", f"input_qos:={input_qos}", "-p", "silence_warning_period:=3.0"],
+         "-p", f"input_qos:={input_qos}", "-p", "silence_warning_period:=3.0"]
+        + ([] if settle_period_s is None else ["-p", f"qos_settle_period:={settle_period_s}"]),
         env=node_environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     context = Context()
@@ -129,6 +139,7 @@ def run_row(
         "received": max((int(count) for count in re.findall(r"(\d+) frames received", log)), default=0),
         "warned": WARNING_TEXT in log,
         "churn": churn,
+        "settle": "shipped" if settle_period_s is None else f"{settle_period_s:g} s",
         "subscriptions": log.count("subscribing to"),
     }
 
@@ -149,14 +160,14 @@ def table(rows: list[dict]) -> str:
 
 def churn_table(rows: list[dict]) -> str:
     lines = [
-        "| best-effort publisher churn | received by the node | answered | subscriptions made |",
-        "|---|---|---|---|",
+        "| best-effort publisher churn | `qos_settle_period` | received by the node | answered | subscriptions made |",
+        "|---|---|---|---|---|",
     ]
     for row in rows:
         churn = f"one every {CHURN_PERIOD_S:g} s, living {CHURN_LIFETIME_S:g} s" if row["churn"] else "none"
         lines.append(
-            f"| {churn} | {row['received']} / {row['published']} | {row['answered']} / {row['published']} | "
-            f"{row['subscriptions']} |"
+            f"| {churn} | {row['settle']} | {row['received']} / {row['published']} | "
+            f"{row['answered']} / {row['published']} | {row['subscriptions']} |"
         )
     return "\n".join(lines)
 
@@ -171,10 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     rows = []
     if arguments.churn:
-        for churn in (False, True):
+        for churn, settle_period_s in ((False, None), (True, 0.0), (True, None)):
             rows.append(
-                run_row("reliable", "auto", "none", arguments.frames, arguments.rate, arguments.domain_id, churn)
-            )
+                run_row(
+                    "reliable", "auto", "none", arguments.frames, arguments.rate, arguments.domain_id, churn,
+                    settle_period_s,
+                )
+            )  # fmt: skip
             print(churn_table(rows[-1:]).splitlines()[-1], flush=True)
         text = churn_table(rows)
     else:
