@@ -72,3 +72,14 @@ def test_the_cycle_check_sees_a_cycle_hidden_in_a_function(tmp_path):
     (tmp_path / "a.py").write_text("from superpoint_ros.b import x\n")
     (tmp_path / "b.py").write_text("def f():\n    from superpoint_ros.a import y\n")
     assert package_imports(tmp_path / "a.py") == {"b"} and package_imports(tmp_path / "b.py") == {"a"}
+
+
+def test_the_moved_names_are_still_importable_from_their_old_modules():
+    from superpoint_ros import backends, detector, feature_types, images, model, tracking, weights
+
+    assert detector.DetectionSettings is feature_types.DetectionSettings
+    assert detector.Detections is feature_types.Detections and callable(detector.Detector)
+    assert tracking.Tracks is feature_types.Tracks and tracking.TrackingSettings is feature_types.TrackingSettings
+    assert tracking.CameraTracks is feature_types.CameraTracks and tracking.VERIFICATIONS == feature_types.VERIFICATIONS
+    assert images.MIN_SIDE == feature_types.MIN_SIDE == model.CELL_SIZE
+    assert backends.BACKENDS == feature_types.BACKENDS and weights.RANDOM_WEIGHTS == feature_types.RANDOM_WEIGHTS
