@@ -99,21 +99,23 @@ def silence_cause(size: FrameSize | None, reliability: ReliabilityPolicy | None,
     no frame ever came and its size is unknown."""
     if size is not None and size.nbytes <= SHARED_MEMORY_SEGMENT_BYTES:
         return (
-            f"its last frame ({size}) fits the transport's limits, so the publisher is matched but silent: "
+            f"Its last frame ({size}) fits the transport's limits, so the publisher is matched but silent: "
             "it stopped publishing, or publishes nothing yet."
         )
-    seen = f"its last frame ({size}) exceeds" if size is not None else "no frame arrived yet; if its frames exceed"
+    if size is not None:
+        seen = f"Its last frame ({size}) is over Fast DDS's 512 KB shared-memory segment."
+    else:
+        seen = "No frame has arrived yet, so its size is unknown."
     profile = f", or export FASTRTPS_DEFAULT_PROFILES_FILE={profile_path} for both the camera driver and this node."
     if reliability == ReliabilityPolicy.RELIABLE:
         return (
-            f"{seen} Fast DDS's 512 KB shared-memory segment, so between processes they travel as UDP fragments, "
-            "and on a busy machine lost fragments are resent only after the publisher's next heartbeat "
-            "(seconds). Fixes: use the compressed transport (image_transport: compressed)" + profile
+            f"{seen} Likely cause: between processes, frames over 512 KB travel as UDP fragments, and on a busy "
+            "machine lost fragments are resent only after the publisher's next heartbeat (seconds). Fixes: use "
+            "the compressed transport (image_transport: compressed)" + profile
         )
     return (
-        f"{seen} Fast DDS's 512 KB shared-memory segment, so between processes best-effort frames are lost "
-        "in UDP fragments. Fixes: have the camera publish reliable and keep input_qos: auto (or set "
-        "input_qos: reliable)" + profile
+        f"{seen} Likely cause: between processes, best-effort frames over 512 KB are lost in UDP fragments. "
+        "Fixes: have the camera publish reliable and keep input_qos: auto (or set input_qos: reliable)" + profile
     )
 
 

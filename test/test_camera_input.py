@@ -30,7 +30,7 @@ def test_a_large_last_frame_or_none_blames_fragments_and_names_the_fixes():
     reliable = silence_cause(large, ReliabilityPolicy.RELIABLE, "/profile.xml")
     assert "640x480 bgr8, 900 KB" in reliable and "UDP fragments" in reliable and "compressed" in reliable
     best_effort = silence_cause(None, ReliabilityPolicy.BEST_EFFORT, "/profile.xml")
-    assert "no frame arrived yet" in best_effort and "publish reliable" in best_effort
+    assert "No frame has arrived yet" in best_effort and "publish reliable" in best_effort
     assert "FASTRTPS_DEFAULT_PROFILES_FILE=/profile.xml" in best_effort
 
 
