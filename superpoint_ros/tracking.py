@@ -19,7 +19,6 @@ test. RANSAC (OpenCV) on a fundamental matrix or a homography then rejects match
 fit the camera motion: see `TrackingSettings.verification`.
 """
 
-
 import cv2
 import numpy as np
 import torch
