@@ -41,11 +41,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from superpoint_ros.feature_types import BACKENDS, PRECISIONS  # noqa: F401 (re-exported)
 from superpoint_ros.model import CELL_SIZE
 from superpoint_ros.model_mit import MitSuperPoint, SuperPointNetwork, VggBlock
-
-BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
-PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 
 Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -4,7 +4,14 @@ for each publisher reliability, node `input_qos` and Fast DDS profile.
 ```
 python -m superpoint_ros.bench_delivery                # every row, 30 frames each at 2 Hz
 python -m superpoint_ros.bench_delivery --frames 10 --output-dir .   # also append to BENCHMARKS.md
+python -m superpoint_ros.bench_delivery --churn --frames 100          # reliable camera, with and without churn
 ```
+
+`--churn` runs the reliable camera with `input_qos: auto` three times: alone; while
+`superpoint_ros.qos_churn` makes short-lived best-effort publishers come and go on its topic
+(one every 0.6 s, living 0.3 s) and the node follows every publisher at once
+(`qos_settle_period: 0`, as before the settle period existed); and with the same churn under the
+shipped `qos_settle_period`. It counts the subscriptions the node made.
 
 Three processes per row, as on a robot: the installed node (`python -m superpoint_ros.node`
 with the shipped `config/detector.yaml`, random weights, CPU), `superpoint_ros.camera_sim`
@@ -39,6 +46,8 @@ ROWS = (
     ("best_effort", "auto", "node only"),
 )
 WARNING_TEXT = "no frame on"
+CHURN_PERIOD_S = 0.6
+CHURN_LIFETIME_S = 0.3
 
 
 def _share(name: str) -> str:
@@ -47,8 +56,18 @@ def _share(name: str) -> str:
     return str(pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / name)
 
 
-def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz: float, domain_id: int) -> dict:
-    """Start node and camera, count the answers; the row's result as a dict."""
+def run_row(
+    reliability: str,
+    input_qos: str,
+    profile: str,
+    frames: int,
+    rate_hz: float,
+    domain_id: int,
+    churn: bool = False,
+    settle_period_s: float | None = None,
+) -> dict:
+    """Start node and camera (and with `churn`, `qos_churn` for as long as the camera runs), count
+    the answers; the row's result as a dict."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -66,7 +85,8 @@ def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz
     node = subprocess.Popen(
         [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-r", f"__ns:={namespace}",
          "--params-file", _share("detector.yaml"), "-p", "weights:=random", "-p", "device:=cpu",
-         "-p", f"input_qos:={input_qos}", "-p", "silence_warning_period:=3.0"],
+         "-p", f"input_qos:={input_qos}", "-p", "silence_warning_period:=3.0"]
+        + ([] if settle_period_s is None else ["-p", f"qos_settle_period:={settle_period_s}"]),
         env=node_environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     context = Context()
@@ -83,6 +103,14 @@ def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz
     executor.add_node(probe)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
+    churner = None
+    if churn:
+        churner = subprocess.Popen(
+            [sys.executable, "-m", "superpoint_ros.qos_churn", "--topic", f"{namespace}/image",
+             "--count", str(int(frames / rate_hz / CHURN_PERIOD_S) + 30), "--period", str(CHURN_PERIOD_S),
+             "--lifetime", str(CHURN_LIFETIME_S)],
+            env=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     try:
         camera = subprocess.run(
             [sys.executable, "-m", "superpoint_ros.camera_sim", "--topic", f"{namespace}/image",
@@ -93,6 +121,9 @@ def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz
         published = int(camera.stdout.split("camera_sim: published ")[1].split()[0])
         time.sleep(5.0)  # the last frame's inference, a statistics line, the silence warning's period
     finally:
+        if churner is not None:
+            churner.send_signal(signal.SIGINT)
+            churner.communicate(timeout=30)
         node.send_signal(signal.SIGINT)
         log, _ = node.communicate(timeout=30)
         executor.shutdown()
@@ -107,6 +138,9 @@ def run_row(reliability: str, input_qos: str, profile: str, frames: int, rate_hz
         # The largest count in the statistics lines: the node's total since start.
         "received": max((int(count) for count in re.findall(r"(\d+) frames received", log)), default=0),
         "warned": WARNING_TEXT in log,
+        "churn": churn,
+        "settle": "shipped" if settle_period_s is None else f"{settle_period_s:g} s",
+        "subscriptions": log.count("subscribing to"),
     }
 
 
@@ -124,26 +158,53 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def churn_table(rows: list[dict]) -> str:
+    lines = [
+        "| best-effort publisher churn | `qos_settle_period` | received by the node | answered | subscriptions made |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        churn = f"one every {CHURN_PERIOD_S:g} s, living {CHURN_LIFETIME_S:g} s" if row["churn"] else "none"
+        lines.append(
+            f"| {churn} | {row['settle']} | {row['received']} / {row['published']} | "
+            f"{row['answered']} / {row['published']} | {row['subscriptions']} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench_delivery", description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--rate", type=float, default=2.0, help="Hz")
     parser.add_argument("--domain-id", type=int, default=1 + os.getpid() % 100)
     parser.add_argument("--output-dir", type=pathlib.Path, help="append the table to BENCHMARKS.md there")
+    parser.add_argument("--churn", action="store_true", help="reliable camera without, then with publisher churn")
     arguments = parser.parse_args(argv)
     rows = []
-    for reliability, input_qos, profile in ROWS:
-        rows.append(run_row(reliability, input_qos, profile, arguments.frames, arguments.rate, arguments.domain_id))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
-    text = table(rows)
+    if arguments.churn:
+        for churn, settle_period_s in ((False, None), (True, 0.0), (True, None)):
+            rows.append(
+                run_row(
+                    "reliable", "auto", "none", arguments.frames, arguments.rate, arguments.domain_id, churn,
+                    settle_period_s,
+                )
+            )  # fmt: skip
+            print(churn_table(rows[-1:]).splitlines()[-1], flush=True)
+        text = churn_table(rows)
+    else:
+        for reliability, input_qos, profile in ROWS:
+            rows.append(run_row(reliability, input_qos, profile, arguments.frames, arguments.rate, arguments.domain_id))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        text = table(rows)
     print(text)
     if arguments.output_dir:
         from superpoint_ros.bench_scenes import machine_info
 
         command = shlex.join(["python", "-m", "superpoint_ros.bench_delivery", *(argv or sys.argv[1:])])
         machine = machine_info()
+        title = "Input QoS under publisher churn" if arguments.churn else "Delivery between processes"
         entry = (
-            f"\n## Delivery between processes, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}\n\n"
+            f"\n## {title}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}\n\n"
             f"`{command}` on {machine['cpu']}, {machine['cores']} cores, load average "
             f"{' '.join(f'{value:.2f}' for value in os.getloadavg())}. 640×480 bgr8 at {arguments.rate:g} Hz from "
             "`camera_sim` in its own process, the installed node with the shipped config in another.\n\n"

@@ -31,17 +31,14 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from superpoint_ros.backends import Network
-from superpoint_ros.keypoints import sample_descriptors, select_keypoints_static, simple_nms, to_original_pixels
+from superpoint_ros.feature_types import DetectionSettings
+from superpoint_ros.keypoints import postprocess
 from superpoint_ros.model import MAGICLEAP
-
-if TYPE_CHECKING:
-    from superpoint_ros.detector import DetectionSettings
 
 INITIAL_CAPACITY = 2048
 WARMUP_RUNS = 3
@@ -63,7 +60,7 @@ class _Graph:
 def run_pipeline(
     network: Network,
     grey: torch.Tensor,
-    settings: "DetectionSettings",
+    settings: DetectionSettings,
     original_size: tuple[int, int],
     capacity: int,
     architecture: str = MAGICLEAP,
@@ -74,13 +71,9 @@ def run_pipeline(
     Per image: the keypoint count (as int32 bits, so it stays exact), then K rows of
     x, y (original pixels), score, descriptor. K = min(`capacity`, pixels of the score map).
     """
-    scores, descriptor_map = network(grey)
-    scores = simple_nms(scores, settings.nms_radius)
-    keypoints, keypoint_scores, counts = select_keypoints_static(
-        scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints, capacity
+    keypoints, keypoint_scores, descriptors, counts = postprocess(
+        *network(grey), settings, tuple(grey.shape[-2:]), original_size, capacity, architecture=architecture
     )
-    descriptors = sample_descriptors(descriptor_map, keypoints, architecture)
-    keypoints = to_original_pixels(keypoints, tuple(grey.shape[-2:]), original_size)
     rows = torch.cat((keypoints, keypoint_scores[..., None], descriptors), dim=-1).flatten(1)
     return torch.cat((counts.to(torch.int32).view(torch.float32)[:, None], rows), dim=1)
 
@@ -116,7 +109,7 @@ class GraphedPipeline:
         self.captures = 0
 
     def __call__(
-        self, grey: torch.Tensor, settings: "DetectionSettings", original_size: tuple[int, int]
+        self, grey: torch.Tensor, settings: DetectionSettings, original_size: tuple[int, int]
     ) -> list[tuple[np.ndarray, ...]]:
         """Per image `(keypoints (N, 2), scores (N,), descriptors (N, D))`, copies that the caller owns."""
         case = (tuple(grey.shape), settings, original_size)
@@ -140,7 +133,7 @@ class GraphedPipeline:
                 self._graphs.pop((*case, capacity), None)
 
     def _graph_for(
-        self, key: tuple, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int
+        self, key: tuple, grey: torch.Tensor, settings: DetectionSettings, original_size, capacity: int
     ) -> _Graph:
         """`key`'s graph, captured now if it is not kept; the least recently used one goes."""
         entry = self._graphs.get(key)
@@ -169,7 +162,7 @@ class GraphedPipeline:
             self._stream.synchronize()
         return entry.host.numpy()
 
-    def _capture(self, grey: torch.Tensor, settings: "DetectionSettings", original_size, capacity: int) -> _Graph:
+    def _capture(self, grey: torch.Tensor, settings: DetectionSettings, original_size, capacity: int) -> _Graph:
         with torch.cuda.device(self._device), _CAPTURE_LOCK:
             if self._stream is None:
                 self._stream = torch.cuda.Stream(self._device)

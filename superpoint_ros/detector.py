@@ -19,9 +19,7 @@ Float images are intensities in [0, 1]: NaN becomes 0 and values are clipped to 
 the network (see `superpoint_ros.images`), so descriptors stay finite and of unit length.
 """
 
-import dataclasses
 import logging
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,48 +37,12 @@ from superpoint_ros.backends import (
     resolve_backend,
 )
 from superpoint_ros.calibration import CALIBRATION_COUNT, CALIBRATION_SHAPE, calibration_scenes, read_calibration_images
+from superpoint_ros.cuda_graphs import GraphCaptureError, GraphedPipeline
+from superpoint_ros.devices import resolve_device
+from superpoint_ros.feature_types import Detections, DetectionSettings  # noqa: F401 (lived here before)
 from superpoint_ros.images import check_image, device_guard, to_grey_batch
-from superpoint_ros.keypoints import sample_descriptors, select_keypoints, simple_nms, to_original_pixels
+from superpoint_ros.keypoints import postprocess
 from superpoint_ros.weights import AUTO_ARCHITECTURE, DEFAULT_WEIGHTS, load_model
-
-
-@dataclasses.dataclass(frozen=True)
-class DetectionSettings:
-    """The knobs that may change between two frames.
-
-    - `keypoint_threshold`: keep pixels whose score is above this (0 keeps every NMS survivor).
-    - `nms_radius`: pixels; a keypoint must be the maximum of its (2r+1)² window (0: no NMS).
-    - `max_keypoints`: keep the best this many per image; −1 keeps all.
-    - `border_removal_distance`: pixels; drop keypoints closer than this to the image edge.
-    """
-
-    keypoint_threshold: float = 0.005
-    nms_radius: int = 4
-    max_keypoints: int = -1
-    border_removal_distance: int = 4
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.keypoint_threshold < 1.0:
-            raise ValueError(f"keypoint_threshold must be in [0, 1), got {self.keypoint_threshold}")
-        if self.nms_radius < 0:
-            raise ValueError(f"nms_radius must be >= 0, got {self.nms_radius}")
-        if self.max_keypoints < -1:
-            raise ValueError(f"max_keypoints must be -1 (all) or >= 0, got {self.max_keypoints}")
-        if self.border_removal_distance < 0:
-            raise ValueError(f"border_removal_distance must be >= 0, got {self.border_removal_distance}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Detections:
-    """One image's keypoints, sorted by score, descending.
-
-    `keypoints` `(N, 2)` float32 pixels (x, y) in the input image's grid; `scores` `(N,)`
-    float32; `descriptors` `(N, D)` float32, each row of unit length.
-    """
-
-    keypoints: np.ndarray
-    scores: np.ndarray
-    descriptors: np.ndarray
 
 
 class Logger(Protocol):
@@ -89,26 +51,6 @@ class Logger(Protocol):
     def info(self, message: str) -> None: ...
 
     def error(self, message: str) -> None: ...
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`auto` is CUDA when available, else the CPU; an explicit CUDA device must exist."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} GPU(s)")
-    elif resolved.type != "cpu":
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return resolved
 
 
 class Detector:
@@ -120,8 +62,9 @@ class Detector:
     network `"random"` initialises). The attribute `architecture` names the one that runs; its
     grey conversion, network and descriptor sampling are its reference's. `resize` is an
     optional `(height, width)` every image is scaled to before the network; keypoints are still
-    reported in the original image's pixels. `settings` can be replaced between calls
-    (`detector.settings = DetectionSettings(...)`); each `detect` call reads it once.
+    reported in the original image's pixels. `settings` is what `detect` uses when not given
+    settings of its own (the nodes pass theirs with each call, so that one detector could serve
+    several).
 
     `backend` picks the engine that runs the network (`superpoint_ros.backends`): `"auto"` is
     OpenVINO on the CPU when installed, else PyTorch. `precision` `"float16"`/`"bfloat16"` (CUDA)
@@ -136,12 +79,11 @@ class Detector:
     capture, a warning says so and the detector goes on without graphs.
 
     int8 (`superpoint_ros.quantization`) is calibrated on `calibration_count` images from
-    `calibration`: `"scenes"`, our generated photograph-like scenes (the default); a directory
-    of the user's images; or `"frames"`, the first frames given to `offer_calibration_frame`.
-    Scenes are drawn, and the user's images resized, to `calibration_shape` `(height, width)`,
-    by default `resize` or 480×640.
-    With `"frames"` the detector runs float32 until the int8 network, quantised in a background
-    thread, takes over. Quantised models are cached in `quantization_cache_dir` (default
+    `calibration`: `"scenes"`, our generated photograph-like scenes (the default), or a directory
+    of the user's images. Scenes are drawn, and the user's images resized, to
+    `calibration_shape` `(height, width)`, by default `resize` or 480×640. (Calibration on a
+    live camera's first frames is `superpoint_ros.frame_calibration.FrameCalibration`, around a
+    float32 detector.) Quantised models are cached in `quantization_cache_dir` (default
     `quantization.default_cache_dir()`). `logger` hears how the int8 network was obtained.
     """
 
@@ -176,46 +118,55 @@ class Detector:
         check_precision(backend, self.device, precision)
         self._engine = backend
         self._logger = logger or logging.getLogger(__name__)
-        self._calibration_frames: list[np.ndarray] | None = None
         self._quantization_cache_dir = quantization_cache_dir
         self.quantized_model_path = None
         """The int8 model's file in the cache, once there is one."""
         if precision == "int8":
             from superpoint_ros.quantization import check_nncf
 
+            if calibration == "frames":
+                raise ValueError(
+                    "calibration 'frames' is for a live camera: build a float32 detector and give it to "
+                    "superpoint_ros.frame_calibration.FrameCalibration"
+                )
             check_nncf()
             if calibration_count < 1:
                 raise ValueError(f"calibration_count must be >= 1, got {calibration_count}")
         self.model = load_model(weights, weights_revision, seed, architecture).to(self.device)
         self.architecture = self.model.architecture_name
-        if precision == "int8" and calibration == "frames":
-            self.precision = "float32"
-            self._calibration_frames = []
-            self._calibration_count = calibration_count
-            self.network = build_network(self.model, backend, self.device)
-        elif precision == "int8":
+        if precision == "int8":
             shape = calibration_shape or self.resize or CALIBRATION_SHAPE
             if calibration == "scenes":
                 images = calibration_scenes(calibration_count, *shape)
             else:
                 images = read_calibration_images(calibration, calibration_count, shape)
             self.precision = "int8"
-            self.network = self._int8_network([image.astype(np.float32) / 255 for image in images])
+            self.network = self.int8_network([image.astype(np.float32) / 255 for image in images])
         else:
             self.precision = precision
             self.network = build_network(self.model, backend, self.device, precision, tensorrt_cache_dir)
         self.backend = engine_description(backend, self.network)
         self.graphs = None
         if cuda_graphs and self.device.type == "cuda" and backend == "torch":
-            from superpoint_ros.cuda_graphs import GraphedPipeline
-
             self.graphs = GraphedPipeline(self.network, self.device, self.descriptor_size, self.architecture)
+
+    def release(self) -> None:
+        """Free the engine and the weights (and their CUDA memory); the detector is unusable after."""
+        device = self.device
+        self.network = self.model = self.graphs = None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @property
     def descriptor_size(self) -> int:
         return self.model.descriptor_size
 
-    def _int8_network(self, calibration: list[np.ndarray] | str, images: list[np.ndarray] | None = None):
+    @property
+    def engine(self) -> str:
+        """The engine's name as `backends` knows it: torch, openvino or onnxruntime."""
+        return self._engine
+
+    def int8_network(self, calibration: list[np.ndarray] | str, images: list[np.ndarray] | None = None):
         """The int8 engine calibrated on `calibration` (grey float32 images, or the description
         of a set named in the cache, whose `images` are quantised on a cache miss)."""
         from superpoint_ros.quantization import cache_path, quantized_graph
@@ -228,56 +179,22 @@ class Detector:
         self.quantized_model_path = path
         return build_network(self.model, self._engine, self.device, "int8", graph=graph)
 
-    @property
-    def wants_calibration_frames(self) -> bool:
-        """Whether `offer_calibration_frame` still collects frames (`calibration="frames"`)."""
-        return self._calibration_frames is not None
-
-    def offer_calibration_frame(self, image: np.ndarray, channel_order: str = "bgr") -> None:
-        """With `calibration="frames"`: collect `image` (as `detect` takes it) for int8 calibration.
-
-        The first frame fixes the calibration shape; frames of another shape are passed over.
-        When a model calibrated on this camera's
-        frames of that shape is in the cache, it is loaded; otherwise, once `calibration_count`
-        frames are in, quantisation starts. Either runs in a background thread, after which the
-        int8 network replaces the float32 one between two `detect` calls and `precision`
-        becomes `"int8"`. Does nothing once enough frames were taken.
-        """
+    def int8_cache_path(self, description: str):
+        """Where the int8 model calibrated on the set `description` is cached."""
         from superpoint_ros.quantization import cache_path
 
-        if self._calibration_frames is None:
-            return
-        check_image(image)
-        with torch.inference_mode():
-            grey = self._network_input([image], channel_order)
-        frame = grey[0, 0].numpy(force=True)
-        first = not self._calibration_frames
-        if not first and frame.shape != self._calibration_frames[0].shape:
-            return
-        height, width = frame.shape
-        description = f"the first {self._calibration_count} frames of a camera, {height}x{width}"
-        self._calibration_frames.append(frame)
-        cached = first and cache_path(self.model, description, self._quantization_cache_dir).is_file()
-        if cached or len(self._calibration_frames) == self._calibration_count:
-            frames, self._calibration_frames = self._calibration_frames, None
-            threading.Thread(
-                target=self._switch_to_int8, args=(description, frames), name="superpoint_int8", daemon=True
-            ).start()
+        return cache_path(self.model, description, self._quantization_cache_dir)
 
-    def _switch_to_int8(self, description: str, frames: list[np.ndarray]) -> None:
-        try:
-            network = self._int8_network(description, frames)
-            # Compile for the camera's shape before taking over, so that no frame waits for it.
-            network(torch.zeros((1, 1, *frames[0].shape)))
-        except Exception as error:  # the float32 network keeps running
-            self._logger.error(f"int8 quantisation failed, staying in float32: {error!r}")
-            return
+    def use_network(self, network, precision: str) -> None:
+        """Run `network` (of `precision`) from the next `detect` call on."""
         self.network = network
-        self.precision = "int8"
-        self._logger.info(f"Switched to the int8 network, calibrated on {description}")
+        self.precision = precision
 
-    def detect(self, images: Sequence[np.ndarray], channel_order: str = "bgr") -> list[Detections]:
-        """Detect in each image. Colour images are BGR unless `channel_order="rgb"`.
+    def detect(
+        self, images: Sequence[np.ndarray], channel_order: str = "bgr", settings: DetectionSettings | None = None
+    ) -> list[Detections]:
+        """Detect in each image with `settings` (default: `self.settings`). Colour images are BGR
+        unless `channel_order="rgb"`.
 
         Images of equal shape and dtype run through the network as one batch. Raises
         `images.ImageError` (a `ValueError` naming the problem, such as a side under 8 pixels)
@@ -289,7 +206,7 @@ class Detector:
         for index, image in enumerate(images):
             groups.setdefault((image.shape, image.dtype), []).append(index)
         results: list[Detections | None] = [None] * len(images)
-        settings = self.settings
+        settings = settings or self.settings
         for indices in groups.values():
             batch = [images[i] for i in indices]
             for index, detections in zip(indices, self.detect_batch(batch, channel_order, settings), strict=True):
@@ -312,7 +229,7 @@ class Detector:
         settings = settings or self.settings
         mark = mark or _no_mark
         height, width = images[0].shape[:2]
-        grey = self._network_input(images, channel_order)
+        grey = self.network_input(images, channel_order)
         mark("preprocess")
         if self.graphs is not None:
             graphed = self._detect_with_graphs(grey, settings, (height, width), mark)
@@ -320,15 +237,11 @@ class Detector:
                 return graphed
         scores, descriptor_map = self.network(grey)
         mark("network")
-        scores = simple_nms(scores, settings.nms_radius)
-        keypoints, keypoint_scores, counts = select_keypoints(
-            scores, settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints
+        keypoints, keypoint_scores, descriptors, counts = postprocess(
+            scores, descriptor_map, settings, tuple(grey.shape[-2:]), (height, width),
+            mark=mark, architecture=self.architecture,
         )
-        original_keypoints = to_original_pixels(keypoints, tuple(grey.shape[-2:]), (height, width))
-        mark("postprocess")
-        descriptors = sample_descriptors(descriptor_map, keypoints, self.architecture)
-        mark("descriptors")
-        keypoints, keypoint_scores, descriptors = _to_host(original_keypoints, keypoint_scores, descriptors)
+        keypoints, keypoint_scores, descriptors = _to_host(keypoints, keypoint_scores, descriptors)
         mark("to_host")
         return [
             Detections(keypoints[b, :count], keypoint_scores[b, :count], descriptors[b, :count])
@@ -341,8 +254,6 @@ class Detector:
         """The pipeline after preprocessing as a CUDA graph replay; None if CUDA refused the capture.
 
         One replay does every stage, so the benchmark sees it all as `network`."""
-        from superpoint_ros.cuda_graphs import GraphCaptureError
-
         try:
             results = self.graphs(grey, settings, original_size)
         except GraphCaptureError as error:
@@ -353,7 +264,7 @@ class Detector:
             mark(stage)
         return [Detections(*arrays) for arrays in results]
 
-    def _network_input(self, images: list[np.ndarray], channel_order: str) -> torch.Tensor:
+    def network_input(self, images: list[np.ndarray], channel_order: str) -> torch.Tensor:
         """`(B, 1, h, w)` grey float32 in [0, 1] on the device, resized when `resize` is set."""
         grey = to_grey_batch(images, self.device, channel_order, self.architecture)
         if self.resize is not None and self.resize != tuple(grey.shape[-2:]):

@@ -128,3 +128,17 @@ def camera_status(
         hardware_id=health.frame_id,
         values=[KeyValue(key=key, value=value) for key, value in values.items()],
     )
+
+
+def statistics_line(name: str, topic: str, counters: FrameCounters, before: FrameCounters, period_s: float) -> str:
+    """The periodic log line of camera `name`: what came since the counters were `before`, and
+    the totals; when nothing came it names the `topic` listened to, so that a wrong remapping shows."""
+    new = counters.received - before.received
+    recent = f"{new} frames received" if new else f"nothing received on '{topic}'"
+    return (
+        f"{name}: {recent} in the last {period_s:g} s; since start {counters.received} frames received, "
+        f"{counters.processed} processed, {counters.dropped} dropped for newer frames, "
+        f"{counters.rejected} rejected as undecodable or too small, "
+        f"{counters.failed} lost to inference errors; "
+        f"{counters.batched_frames} ran batched with other cameras (largest batch {counters.largest_batch})"
+    )

@@ -4,7 +4,7 @@ tracks as trails coloured by their length."""
 import cv2
 import numpy as np
 
-from superpoint_ros.detector import Detections
+from superpoint_ros.feature_types import Detections
 
 
 def grey_or_colour_to_bgr8(image: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import sys
 import cv2
 import numpy as np
 
-from superpoint_ros.images import MIN_SIDE
+from superpoint_ros.feature_types import MIN_SIDE
 
 
 @dataclasses.dataclass(frozen=True)

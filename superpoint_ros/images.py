@@ -20,9 +20,9 @@ import contextlib
 import numpy as np
 import torch
 
-from superpoint_ros.model import CELL_SIZE, MAGICLEAP, MIT
+from superpoint_ros.feature_types import MIN_SIDE
+from superpoint_ros.model import MAGICLEAP, MIT
 
-MIN_SIDE = CELL_SIZE
 """Fewest pixels per side: the network pools by 2 three times, so it needs one whole 8×8 cell."""
 LUMA_RGB = (0.2989, 0.5870, 0.1140)
 MIT_LUMA_RGB = (0.299, 0.587, 0.114)

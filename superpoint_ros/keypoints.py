@@ -8,11 +8,14 @@ run as OpenCV dilations and the selection sorts only the pixels above the thresh
 the same keypoints and scores as the device-agnostic code, bit for bit (test_keypoints.py).
 """
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import torch
 from torch.nn import functional
 
+from superpoint_ros.feature_types import DetectionSettings
 from superpoint_ros.model import CELL_SIZE, MAGICLEAP, MIT
 
 _OPENCV_DILATE_DTYPES = (torch.uint8, torch.int16, torch.float32, torch.float64)
@@ -213,3 +216,38 @@ def to_original_pixels(
         )
     )
     return (keypoints + 0.5) * scale - 0.5
+
+
+def postprocess(
+    scores: torch.Tensor,
+    descriptor_map: torch.Tensor,
+    settings: DetectionSettings,
+    network_size: tuple[int, int],
+    original_size: tuple[int, int],
+    capacity: int | None = None,
+    mark: Callable[[str], None] | None = None,
+    architecture: str = MAGICLEAP,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The network's outputs to keypoints: NMS, selection, descriptor sampling and the mapping
+    back through a resize, written once for the plain and the CUDA-graph pipelines.
+
+    `scores` `(B, H, W)` and `descriptor_map` `(B, D, H/8, W/8)` come from a `network_size`
+    (height, width) input made from `original_size` images. Returns `keypoints` `(B, K, 2)` in
+    original pixels, `keypoint_scores` `(B, K)`, `descriptors` `(B, K, D)` and `counts` `(B,)`.
+    K follows the data (`select_keypoints`, one host sync) unless `capacity` fixes it
+    (`select_keypoints_static`, none, for a CUDA graph). `mark(stage)` is called after the
+    selection (`postprocess`) and after the sampling (`descriptors`), for the benchmark.
+    Descriptors are sampled as `architecture`'s reference does (`sample_descriptors`).
+    """
+    scores = simple_nms(scores, settings.nms_radius)
+    selection = (settings.keypoint_threshold, settings.border_removal_distance, settings.max_keypoints)
+    if capacity is None:
+        keypoints, keypoint_scores, counts = select_keypoints(scores, *selection)
+    else:
+        keypoints, keypoint_scores, counts = select_keypoints_static(scores, *selection, capacity)
+    if mark is not None:
+        mark("postprocess")
+    descriptors = sample_descriptors(descriptor_map, keypoints, architecture)
+    if mark is not None:
+        mark("descriptors")
+    return to_original_pixels(keypoints, network_size, original_size), keypoint_scores, descriptors, counts

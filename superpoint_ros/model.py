@@ -9,14 +9,11 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from superpoint_ros.feature_types import ARCHITECTURES, MAGICLEAP, MIT  # noqa: F401 (re-exported)
+
 CELL_SIZE = 8
 """Side in pixels of the cell each position of the network's coarse output covers."""
 
-MAGICLEAP = "magicleap"
-"""Magic Leap's SuperPoint (this module), as transformers runs it."""
-MIT = "mit"
-"""The MIT-licensed SuperPoint of rpautrat/SuperPoint (`model_mit`)."""
-ARCHITECTURES = (MAGICLEAP, MIT)
 
 
 def cell_probabilities_to_scores(logits: torch.Tensor) -> torch.Tensor:

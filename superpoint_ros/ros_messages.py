@@ -13,11 +13,10 @@ from sensor_msgs.msg import CameraInfo, ChannelFloat32, CompressedImage, Image, 
 from std_msgs.msg import Header
 
 from superpoint_ros.camera_model import CameraModel
-from superpoint_ros.detector import Detections
+from superpoint_ros.feature_types import CameraTracks, Detections
 from superpoint_ros.image_codec import DecodedImage, decode_compressed_image, decode_image, encode_image
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.tracker_inputs import camera_model_input
-from superpoint_ros.tracking import CameraTracks
 from superpoint_ros.vins_layout import CHANNEL_NAMES
 
 

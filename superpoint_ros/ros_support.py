@@ -1,5 +1,11 @@
-"""What our nodes share: parameter descriptors with ranges, error logs throttled per distinct
-text, and `run_node`, the start-up and spin loop of both executables."""
+"""What our nodes share: error logs throttled per distinct text, the lifecycle scaffolding, and
+`run_node`, the start-up and spin loop of both executables.
+
+A node's work is written once as a `Stages` mixin with `_configure`, `_activate`, `_deactivate`
+and `_cleanup`. The plain node runs configure and activate in its constructor; with `--managed`
+(before `--ros-args`) the executable builds the lifecycle variant (`rclpy.lifecycle`), whose
+transitions run the same stages.
+"""
 
 import signal
 import sys
@@ -7,41 +13,12 @@ import time
 from collections.abc import Callable
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 SIGNAL_CHECK_PERIOD_S = 0.2
-STRING_ARRAY = ParameterType.PARAMETER_STRING_ARRAY
-
-
-def describe(description: str, read_only: bool = False, **constraints) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, read_only=read_only, **constraints)
-
-
-def integer_range(low: int, high: int) -> dict:
-    return {"integer_range": [IntegerRange(from_value=low, to_value=high, step=1)]}
-
-
-def float_range(low: float, high: float) -> dict:
-    return {"floating_point_range": [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
-
-
-def declare_string_list(node: Node, name: str, description: str) -> list[str]:
-    """Declare a read-only string-array parameter whose default is the empty list; return its value.
-
-    rclpy cannot declare `[]` as a string array (it reads as a byte array), and a parameter left
-    unset makes rclpy's get_parameters service answer nothing at all, which leaves
-    `ros2 param dump` of the node empty. So it is declared typed and writable, set to `[]` when
-    nothing overrode it, and then made read-only. A YAML `[]` arrives unset and reads back `[]`.
-    """
-    node.declare_parameter(name, Parameter.Type.STRING_ARRAY, describe(description, type=STRING_ARRAY))
-    if node.get_parameter_or(name).type_ == Parameter.Type.NOT_SET:
-        node.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, [])])
-    node.set_descriptor(name, describe(description, read_only=True, type=STRING_ARRAY))
-    return list(node.get_parameter(name).value)
 
 
 class ErrorThrottle:
@@ -67,14 +44,98 @@ def one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
+MANAGED_FLAG = "--managed"
+
+
+def split_managed_flag(args: list[str]) -> tuple[bool, list[str]]:
+    """Whether `--managed` is among the arguments before `--ros-args`, and the arguments without it."""
+    end = args.index("--ros-args") if "--ros-args" in args else len(args)
+    managed = MANAGED_FLAG in args[:end]
+    return managed, [a for i, a in enumerate(args) if not (i < end and a == MANAGED_FLAG)]
+
+
+class Stages:
+    """The stages of a node's life, shared by its plain and its lifecycle variant. Subclasses
+    define `_startup_errors` (what `_configure` raises for a bad configuration, told in one log
+    line) and the four stages; `_cleanup` must undo whatever part of `_configure` ran."""
+
+    def _startup_errors(self) -> tuple[type[Exception], ...]:
+        raise NotImplementedError
+
+    def _configure(self) -> None:
+        raise NotImplementedError
+
+    def _activate(self) -> None:
+        raise NotImplementedError
+
+    def _deactivate(self) -> None:
+        raise NotImplementedError
+
+    def _cleanup(self) -> None:
+        raise NotImplementedError
+
+
+class ManagedStages(LifecycleNode):
+    """The lifecycle transitions as `Stages` calls: configure (a failure: one error line, then
+    back to unconfigured), activate, deactivate, cleanup, and shutdown from any state."""
+
+    _configured = False
+    _active = False
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except self._startup_errors() as error:
+            self.get_logger().error(f"Cannot configure: {one_line(error)}")
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._activate()
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        self._configured = False
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self.on_deactivate(state)
+        if self._configured:
+            self.on_cleanup(state)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.on_shutdown(state)
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self.on_shutdown(None)
+        super().destroy_node()
+
+
 def run_node(
-    name: str, create: Callable[[], Node], startup_errors: tuple[type[Exception], ...], args: list[str] | None
+    name: str,
+    create: Callable[[bool], Node],
+    startup_errors: tuple[type[Exception], ...],
+    args: list[str] | None,
 ) -> int:
-    """Start the node `create()` makes and spin it until SIGINT, SIGTERM or shutdown.
+    """Start the node `create(managed)` makes and spin it until SIGINT, SIGTERM or shutdown;
+    `managed` is whether `--managed` came before `--ros-args` in `args` (default: `sys.argv`).
 
     Returns 0 after a clean stop, 1 after one fatal log line (no traceback) when ROS cannot start
     or `create` raises one of `startup_errors`, and 130 when interrupted while starting.
     """
+    managed, args = split_managed_flag(sys.argv if args is None else args)
     try:
         # SIGINT and SIGTERM raise KeyboardInterrupt, seen between two short spins below. rclpy's
         # own handler now and then let a SIGINT go unnoticed while the node idled (seen when
@@ -86,7 +147,7 @@ def run_node(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     try:
-        node = create()
+        node = create(managed)
     except startup_errors as error:
         rclpy.logging.get_logger(name).fatal(f"Cannot start: {one_line(error)}")
         rclpy.try_shutdown()

@@ -36,22 +36,21 @@ import dataclasses
 from collections import OrderedDict, deque
 
 import numpy as np
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
 from std_msgs.msg import Header
 
 from superpoint_ros.camera_model import CameraModel
-from superpoint_ros.detector import Detections
+from superpoint_ros.debug_output import DebugOutput
 from superpoint_ros.drawing import TrackTrails, draw_tracks, grey_or_colour_to_bgr8
+from superpoint_ros.feature_types import CameraTracks, Detections, TrackingSettings, Tracks
 from superpoint_ros.image_codec import ImageDecodeError
 from superpoint_ros.msg import FeatureTracks, KeypointArray
+from superpoint_ros.parameters import RuntimeParameters, declare_parameters, parameter_values
 from superpoint_ros.ros_messages import (
     camera_model_from_message,
     decode_image_message,
@@ -59,24 +58,9 @@ from superpoint_ros.ros_messages import (
     image_message,
     point_cloud_message,
 )
-from superpoint_ros.ros_support import ErrorThrottle, describe, float_range, integer_range, run_node
-from superpoint_ros.tracker_inputs import (
-    DEFAULT_MAX_INPUT_KEYPOINTS,
-    OVER_CAP,
-    InputRejected,
-    KeypointInput,
-    keypoint_input,
-    stereo_problem,
-)
-from superpoint_ros.tracking import (
-    MATCHINGS,
-    VERIFICATIONS,
-    CameraTracks,
-    Tracker,
-    TrackingSettings,
-    Tracks,
-    match_stereo,
-)
+from superpoint_ros.ros_support import ErrorThrottle, ManagedStages, Stages, run_node
+from superpoint_ros.tracker_inputs import OVER_CAP, InputRejected, KeypointInput, keypoint_input, stereo_problem
+from superpoint_ros.tracker_parameters import MATCHING_PARAMETERS, PARAMETERS, RUNTIME_PARAMETERS, TrackerConfig
 from superpoint_ros.vins_layout import (
     CameraFeatures,
     Observations,
@@ -86,15 +70,7 @@ from superpoint_ros.vins_layout import (
 )
 
 NODE_NAME = "superpoint_tracker"
-MATCHING_PARAMETERS = (
-    "nn_threshold",
-    "ratio_threshold",
-    "max_track_gap",
-    "verification",
-    "ransac_threshold",
-    "matching",
-)
-RUNTIME_PARAMETERS = (*MATCHING_PARAMETERS, "stereo_row_tolerance", "min_track_length", "vins_max_rate")
+STARTUP_ERRORS = (ValueError, ParameterException, NameValidationException)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Stereo frames waiting for their other half; a stamp older than this many is given up.
 PENDING_STEREO_FRAMES = 10
@@ -160,219 +136,124 @@ def stamp_key(message) -> tuple[int, int]:
     return message.header.stamp.sec, message.header.stamp.nanosec
 
 
-class TrackerNode(Node):
-    """See the module docstring. Raises `ValueError` or a `ParameterException` when it cannot
-    start; `main` turns those into one log line and a non-zero exit."""
+class TrackerStages(Stages):
+    """The tracker node's work, as stages (see `ros_support.Stages`)."""
 
-    def __init__(self, **node_options) -> None:
-        super().__init__(NODE_NAME, **node_options)
-        self._declare_parameters()
+    def _declare(self) -> None:
+        declare_parameters(self, PARAMETERS)
         self.counters = TrackerCounters()
-        self._errors = ErrorThrottle()
-        self.tracker = Tracker(
-            device=self._parameter("device"), **{name: self._parameter(name) for name in MATCHING_PARAMETERS}
-        )
-        self._stereo = self._parameter("stereo")
-        self._rectified_input = self._parameter("images_rectified")
-        self._row_tolerance = self._parameter("stereo_row_tolerance")
-        self._min_track_length = self._parameter("min_track_length")
-        self._vins_period_s = self._rate_to_period(self._parameter("vins_max_rate"))
-        self._last_vins_stamp: float | None = None
-        self._last_stamp: float | None = None
-        self._max_input_keypoints = self._parameter("max_input_keypoints")
+        self._logged_counters = TrackerCounters()
+        self._reported_counters = TrackerCounters()
         self._last_problem = ""
         self._frame_id = ""
+        self._errors = ErrorThrottle()
+        self.tracker = None  # a `tracking.Tracker` once configured
+        self.cameras: list[Camera] = []
+        # Not `_subscriptions`/`_timers`: rclpy's Node keeps its own lists under those names.
+        self._input_subscriptions = []
+        self._stage_timers = []
+        self.vins_publisher = None
+        self._diagnostics_publisher = None
+        self.debug: DebugOutput | None = None
+        self._debug_subscription = None
+        self._debug_images: deque[Image] = deque(maxlen=DEBUG_IMAGES_KEPT)
+        self._trails = TrackTrails()
+        self._runtime = RuntimeParameters(
+            self,
+            RUNTIME_PARAMETERS,
+            lambda: {name: self.get_parameter(name).value for name in RUNTIME_PARAMETERS},
+            lambda values: TrackingSettings(**{name: values[name] for name in MATCHING_PARAMETERS}),
+            self._apply_parameters,
+        )
+
+    def _startup_errors(self) -> tuple[type[Exception], ...]:
+        return STARTUP_ERRORS
+
+    def _configure(self) -> None:
+        config = TrackerConfig.from_values(parameter_values(self, PARAMETERS))
+        # Imported only now: a bad configuration is refused before torch loads.
+        from superpoint_ros.tracking import Tracker
+
+        self.config = config
+        self.tracker = Tracker(device=config["device"], **dataclasses.asdict(config.settings))
+        self._stereo = config["stereo"]
+        self._rectified_input = config["images_rectified"]
+        self._row_tolerance = config["stereo_row_tolerance"]
+        self._min_track_length = config["min_track_length"]
+        self._vins_period_s = self._rate_to_period(config["vins_max_rate"])
+        self._last_vins_stamp: float | None = None
+        self._last_stamp: float | None = None
+        self._max_input_keypoints = config["max_input_keypoints"]
         self._pending: OrderedDict[tuple[int, int], dict[int, tuple[KeypointArray, KeypointInput]]] = OrderedDict()
         prefixes = ["left/", "right/"] if self._stereo else [""]
         self.cameras = [
             Camera(prefix, index, self.create_publisher(FeatureTracks, f"{prefix}tracks", RELIABLE))
             for index, prefix in enumerate(prefixes)
         ]
+        if config["vins_output"]:
+            self.vins_publisher = self.create_publisher(PointCloud, "feature", RELIABLE)
+        if config["debug_image"]:
+            self.debug = DebugOutput(self, "debug_image", RELIABLE, self._follow_debug_subscribers)
+        if config["statistics_period"] > 0:
+            self._stage_timers.append(self.create_timer(config["statistics_period"], self._log_statistics))
+        # As the detector's: /diagnostics keeps its status while configured (docs/lifecycle.md).
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self._stage_timers.append(self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics))
+        where = "two cameras (stereo)" if self._stereo else "one camera"
+        self.get_logger().info(f"Tracking {where} on {self.tracker.device} with {self.tracker.settings}")
+
+    def _activate(self) -> None:
         for camera in self.cameras:
-            camera.keypoints_topic = self.create_subscription(
+            keypoints = self.create_subscription(
                 KeypointArray, f"{camera.prefix}keypoints", lambda m, c=camera: self._on_keypoints(c, m), RELIABLE
-            ).topic_name
-            camera.camera_info_topic = self.create_subscription(
+            )
+            camera_info = self.create_subscription(
                 CameraInfo,
                 f"{camera.prefix}camera_info",
                 lambda m, c=camera: self._on_camera_info(c, m),
                 qos_profile_sensor_data,
-            ).topic_name
-        self.vins_publisher = (
-            self.create_publisher(PointCloud, "feature", RELIABLE) if self._parameter("vins_output") else None
-        )
-        self.debug_publisher = None
-        self._debug_subscription = None
-        self._debug_images: deque[Image] = deque(maxlen=DEBUG_IMAGES_KEPT)
-        self._trails = TrackTrails()
-        if self._parameter("debug_image"):
-            self.debug_publisher = self.create_publisher(Image, "debug_image", RELIABLE)
-            self.create_timer(0.5, self._follow_debug_subscribers)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
-        self._reported_counters = TrackerCounters()
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        period = self._parameter("statistics_period")
-        if period > 0:
-            self._logged_counters = TrackerCounters()
-            self.create_timer(period, self._log_statistics)
-        where = "two cameras (stereo)" if self._stereo else "one camera"
-        self.get_logger().info(f"Tracking {where} on {self.tracker.device} with {self.tracker.settings}")
+            )
+            camera.keypoints_topic, camera.camera_info_topic = keypoints.topic_name, camera_info.topic_name
+            self._input_subscriptions += [keypoints, camera_info]
 
-    def _declare_parameters(self) -> None:
-        settings = TrackingSettings()
-        self.declare_parameter(
-            "device", "cpu", describe("Where descriptors are matched: cpu, cuda, cuda:N or auto.", read_only=True)
-        )
-        self.declare_parameter(
-            "threads",
-            1,
-            describe(
-                "CPU threads for matching (torch), set for the tracker executable's process. 1 keeps it from "
-                "competing with the detector's inference threads.",
-                read_only=True,
-                **integer_range(1, 256),
-            ),
-        )
-        self.declare_parameter(
-            "stereo",
-            False,
-            describe("Two cameras: left/ and right/ keypoints, paired by stamp (see the README).", read_only=True),
-        )
-        self.declare_parameter(
-            "images_rectified",
-            False,
-            describe(
-                "The keypoints come from rectified images: CameraInfo's P is the camera matrix, with no "
-                "distortion, and stereo rows are compared as they are.",
-                read_only=True,
-            ),
-        )
-        self.declare_parameter(
-            "nn_threshold",
-            settings.nn_threshold,
-            describe("Largest L2 distance between unit descriptors of a match.", **float_range(0.0, 2.0)),
-        )
-        self.declare_parameter(
-            "ratio_threshold",
-            settings.ratio_threshold,
-            describe(
-                "A track's best match must be at most this fraction of the distance to its second best "
-                "(1: no ratio test); must be above 0.",
-                **float_range(0.0, 1.0),
-            ),
-        )
-        self.declare_parameter(
-            "max_track_gap",
-            settings.max_track_gap,
-            describe("Frames a track may go unseen and still keep its id.", **integer_range(0, 1000)),
-        )
-        self.declare_parameter(
-            "verification",
-            settings.verification,
-            describe(
-                "Geometric verification by RANSAC: auto (homography for planar or distant scenes, else "
-                "fundamental matrix), fundamental, homography or none.",
-                additional_constraints=" | ".join(VERIFICATIONS),
-            ),
-        )
-        self.declare_parameter(
-            "matching",
-            settings.matching,
-            describe(
-                "guided: each track is compared only with the keypoints near its predicted position (its own "
-                "velocity, or the last frame's median motion), with dense matching as the fallback when that "
-                "fails; dense: every track against every keypoint.",
-                additional_constraints=" | ".join(MATCHINGS),
-            ),
-        )
-        self.declare_parameter(
-            "ransac_threshold",
-            settings.ransac_threshold,
-            describe("Pixels; inlier distance of the geometric verification.", **float_range(0.1, 100.0)),
-        )
-        self.declare_parameter(
-            "max_input_keypoints",
-            DEFAULT_MAX_INPUT_KEYPOINTS,
-            describe(
-                "Keypoints tracked per frame at most: a KeypointArray with more keeps its highest-scoring ones "
-                "(with a throttled warning). Bounds the time and memory of one update.",
-                read_only=True,
-                **integer_range(1, 1 << 20),
-            ),
-        )
-        self.declare_parameter(
-            "stereo_row_tolerance",
-            2.0,
-            describe("Pixels; a stereo pair's rectified rows may differ by this much.", **float_range(0.0, 100.0)),
-        )
-        self.declare_parameter(
-            "min_track_length",
-            1,
-            describe(
-                "Publish only tracks seen in at least this many frames (1: every keypoint).", **integer_range(1, 1000)
-            ),
-        )
-        self.declare_parameter(
-            "vins_output",
-            False,
-            describe(
-                "Publish `feature` (sensor_msgs/PointCloud) in VINS-Fusion's layout; needs CameraInfo.", read_only=True
-            ),
-        )
-        self.declare_parameter(
-            "vins_max_rate",
-            0.0,
-            describe(
-                "Hz; publish `feature` at most this often, by image stamps (0: every frame).",
-                **float_range(0.0, 1000.0),
-            ),
-        )
-        self.declare_parameter(
-            "debug_image",
-            True,
-            describe("Publish debug_image (drawn only while subscribed).", read_only=True),
-        )
-        self.declare_parameter(
-            "debug_image_topic",
-            "image",
-            describe(
-                "Camera image the debug trails are drawn on; subscribed only while debug_image is.", read_only=True
-            ),
-        )
-        self.declare_parameter(
-            "statistics_period",
-            5.0,
-            describe(
-                "Seconds between log lines with frame and track counts (0: never).",
-                read_only=True,
-                **float_range(0.0, 3600.0),
-            ),
-        )
+    def _deactivate(self) -> None:
+        for subscription in self._input_subscriptions:
+            self.destroy_subscription(subscription)
+        self._input_subscriptions = []
 
-    def _parameter(self, name: str):
-        return self.get_parameter(name).value
+    def _cleanup(self) -> None:
+        self._deactivate()
+        for timer in self._stage_timers:
+            self.destroy_timer(timer)
+        self._stage_timers = []
+        for camera in self.cameras:
+            self.destroy_publisher(camera.tracks_publisher)
+        self.cameras = []
+        if self.vins_publisher is not None:
+            self.destroy_publisher(self.vins_publisher)
+            self.vins_publisher = None
+        if self._diagnostics_publisher is not None:
+            self.destroy_publisher(self._diagnostics_publisher)
+            self._diagnostics_publisher = None
+        if self.debug is not None:
+            self.debug.close()
+            self.debug = None
+        self.tracker = None
+
+    @property
+    def debug_publisher(self):
+        return self.debug.publisher if self.debug is not None else None
 
     @staticmethod
     def _rate_to_period(rate_hz: float) -> float:
         return 1.0 / rate_hz if rate_hz > 0 else 0.0
 
-    def _validate_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        values = {name: getattr(self.tracker.settings, name) for name in MATCHING_PARAMETERS}
-        values.update({p.name: p.value for p in parameters if p.name in MATCHING_PARAMETERS})
-        try:
-            TrackingSettings(**values)
-        except (ValueError, TypeError) as error:
-            return SetParametersResult(successful=False, reason=str(error))
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, parameters: list[Parameter]) -> None:
-        changed = {p.name: p.value for p in parameters}
+    def _apply_parameters(self, changed: dict) -> None:
+        if self.tracker is None:  # not configured: `_configure` reads the parameters
+            return
         matching = {name: value for name, value in changed.items() if name in MATCHING_PARAMETERS}
         if matching:
             self.tracker.settings = dataclasses.replace(self.tracker.settings, **matching)
-            self.get_logger().info(f"Tracking settings now {self.tracker.settings}")
         self._row_tolerance = changed.get("stereo_row_tolerance", self._row_tolerance)
         self._min_track_length = changed.get("min_track_length", self._min_track_length)
         if "vins_max_rate" in changed:
@@ -563,6 +444,8 @@ class TrackerNode(Node):
             if not self._rectified_input:
                 self._warn("No CameraInfo on both cameras yet: stereo pairs are matched on raw pixel rows")
             left_rows, right_rows = left.keypoints, right.keypoints
+        from superpoint_ros.tracking import match_stereo
+
         return match_stereo(
             left.descriptors,
             left_rows,
@@ -590,12 +473,11 @@ class TrackerNode(Node):
         self.vins_publisher.publish(point_cloud_message(message.header, points, channels))
         self.counters.vins_published += 1
 
-    def _follow_debug_subscribers(self) -> None:
+    def _follow_debug_subscribers(self, watched: bool) -> None:
         """Subscribe to the camera image while someone watches `debug_image`, and only then."""
-        watched = self.debug_publisher.get_subscription_count() > 0
         if watched and self._debug_subscription is None:
             self._debug_subscription = self.create_subscription(
-                Image, self._parameter("debug_image_topic"), self._on_debug_image, qos_profile_sensor_data
+                Image, self.config["debug_image_topic"], self._on_debug_image, qos_profile_sensor_data
             )
         elif not watched and self._debug_subscription is not None:
             self.destroy_subscription(self._debug_subscription)
@@ -607,7 +489,7 @@ class TrackerNode(Node):
         self._debug_images.append(message)
 
     def _publish_debug(self, message: KeypointArray, tracks: Tracks, keypoints: np.ndarray) -> None:
-        if self.debug_publisher is None or self.debug_publisher.get_subscription_count() == 0:
+        if self.debug is None or not self.debug.watched:
             return
         trails = self._trails.update(tracks.ids, keypoints)
         key = stamp_key(message)
@@ -629,7 +511,7 @@ class TrackerNode(Node):
         new = int(tracks.new.sum())
         caption = f"{len(tracks.ids) - new} tracked  {new} new  {tracks.lost} lost"
         overlay = draw_tracks(np.ascontiguousarray(canvas), trails, tracks.lengths, caption)
-        self.debug_publisher.publish(image_message(overlay, "bgr8", message.header))
+        self.debug.publisher.publish(image_message(overlay, "bgr8", message.header))
         self.counters.debug_images += 1
 
     def _log_statistics(self) -> None:
@@ -663,8 +545,39 @@ class TrackerNode(Node):
         self._diagnostics_publisher.publish(DiagnosticArray(header=header, status=[status]))
 
 
-def _start() -> TrackerNode:
-    node = TrackerNode()
+class TrackerNode(TrackerStages, Node):
+    """See the module docstring: configured and active from the start. Raises `ValueError` or a
+    `ParameterException` when it cannot start; `main` turns those into one log line and a
+    non-zero exit."""
+
+    def __init__(self, **node_options) -> None:
+        Node.__init__(self, NODE_NAME, **node_options)
+        self._declare()
+        try:
+            self._configure()
+        except BaseException:
+            self._cleanup()
+            raise
+        self._activate()
+
+    def destroy_node(self) -> None:
+        self._cleanup()
+        super().destroy_node()
+
+
+class ManagedTrackerNode(TrackerStages, ManagedStages):
+    """The tracker as a lifecycle node (`--managed`); unconfigured after construction."""
+
+    def __init__(self, **node_options) -> None:
+        ManagedStages.__init__(self, NODE_NAME, **node_options)
+        self._declare()
+
+
+def create(managed: bool = False, **node_options) -> Node:
+    """The plain or the managed tracker node, with torch's threads set from `threads`."""
+    import torch
+
+    node = (ManagedTrackerNode if managed else TrackerNode)(**node_options)
     # The detector's inference keeps every core busy; a second pool of spinning threads here made
     # matching slower, not faster (BENCHMARKS.md, feature tracker).
     torch.set_num_threads(node.get_parameter("threads").value)
@@ -673,7 +586,7 @@ def _start() -> TrackerNode:
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; 1 (after one fatal log line) if it cannot start."""
-    return run_node(NODE_NAME, _start, (ValueError, ParameterException, NameValidationException), args)
+    return run_node(NODE_NAME, create, STARTUP_ERRORS, args)
 
 
 if __name__ == "__main__":

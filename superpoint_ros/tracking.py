@@ -28,19 +28,24 @@ the motion (the first frames, after a frame without matches) or when guided matc
 fewer than half the previous frame's matches (a jump); `matching: dense` always matches densely.
 """
 
-import dataclasses
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 import torch
 
-from superpoint_ros.detector import Detections, resolve_device
+from superpoint_ros.devices import resolve_device
+from superpoint_ros.feature_types import (  # noqa: F401 (some are re-exported: they lived here before)
+    MATCHINGS,
+    VERIFICATIONS,
+    CameraTracks,
+    Detections,
+    TrackingSettings,
+    Tracks,
+)
 
 # Ids wrap below 2**24 so that a float32 (VINS-Fusion's channel type) holds every id exactly.
 ID_LIMIT = 1 << 24
-VERIFICATIONS = ("auto", "fundamental", "homography", "none")
-MATCHINGS = ("guided", "dense")
 # Pixels around a track's predicted position where its keypoint is searched: with its own
 # velocity, and with only the previous frame's median motion (a track seen once: points at
 # other depths move differently); plus GUIDED_RADIUS_GROWTH_PX for each frame it was missed.
@@ -67,93 +72,6 @@ RANSAC_MAX_ITERATIONS = 2000
 # Track rows per block of the similarity matrix: memory O(SIMILARITY_CHUNK_ROWS × keypoints),
 # 32 MB at 8192 keypoints, instead of O(tracks × keypoints).
 SIMILARITY_CHUNK_ROWS = 1024
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackingSettings:
-    """The knobs that may change between two frames.
-
-    - `nn_threshold`: largest L2 distance between unit descriptors of a match, in [0, 2].
-    - `ratio_threshold`: a track's best match must be at most this fraction of the distance to
-      the second best keypoint; 1.0 turns the test off.
-    - `max_track_gap`: frames a track may go unseen and still be matched (0: only consecutive).
-    - `verification`: `auto` (a homography where it explains the matches, as in a planar or
-      distant scene or a rotation; else a fundamental matrix), `fundamental`, `homography` or
-      `none`; see `geometric_inliers`.
-    - `ransac_threshold`: pixels; the inlier distance of the verification (the epipolar distance
-      for `fundamental`, the reprojection distance for `homography`).
-    - `matching`: `guided` (search near each track's predicted position, dense as a fallback)
-      or `dense` (every track against every keypoint); see the module docstring.
-    """
-
-    nn_threshold: float = 0.7
-    ratio_threshold: float = 1.0
-    max_track_gap: int = 2
-    verification: str = "auto"
-    ransac_threshold: float = 2.0
-    matching: str = "guided"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.nn_threshold <= 2.0:
-            raise ValueError(f"nn_threshold must be in [0, 2] (L2 between unit vectors), got {self.nn_threshold}")
-        if not 0.0 < self.ratio_threshold <= 1.0:
-            raise ValueError(f"ratio_threshold must be in (0, 1] (1 turns it off), got {self.ratio_threshold}")
-        if self.max_track_gap < 0:
-            raise ValueError(f"max_track_gap must be >= 0, got {self.max_track_gap}")
-        if self.verification not in VERIFICATIONS:
-            raise ValueError(f"verification must be one of {', '.join(VERIFICATIONS)}, got {self.verification!r}")
-        if not self.ransac_threshold > 0.0:
-            raise ValueError(f"ransac_threshold must be > 0 pixels, got {self.ransac_threshold}")
-        if self.matching not in MATCHINGS:
-            raise ValueError(f"matching must be one of {', '.join(MATCHINGS)}, got {self.matching!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Tracks:
-    """The tracks of one frame, row i for keypoint i of the frame's `Detections`.
-
-    `ids` `(N,)` int64 in [0, 2**24); `lengths` `(N,)` frames the track has been seen in, this
-    one included (1 for a new track); `ages` `(N,)` frames since the track was first seen (0 for
-    a new track; `ages + 1 - lengths` frames were missed). Counts for this update: `lost`
-    tracks dropped for having gone unseen longer than `max_track_gap`; `rejected` matches that
-    geometric verification refused; `unverified` matches kept without a model because too few
-    matches shared their frame gap. `live` tracks remain after the update. `restarted`: the
-    descriptor size changed, so every earlier track was dropped before this frame. `guided`:
-    the matches came from guided matching (False: dense matching, or nothing to match).
-    """
-
-    ids: np.ndarray
-    lengths: np.ndarray
-    ages: np.ndarray
-    stamp: float | None
-    lost: int
-    rejected: int
-    unverified: int
-    live: int
-    restarted: bool = False
-    guided: bool = False
-
-    @property
-    def new(self) -> np.ndarray:
-        """`(N,)` bool: the keypoints that started a track in this frame."""
-        return self.lengths == 1
-
-
-@dataclasses.dataclass(frozen=True)
-class CameraTracks:
-    """What one camera shows of a frame's tracks: `ids`, `lengths`, `ages` `(N,)`, `keypoints`
-    `(N, 2)` pixels, and `keypoint_indices` `(N,)`, the rows of the camera's `Detections`."""
-
-    ids: np.ndarray
-    lengths: np.ndarray
-    ages: np.ndarray
-    keypoints: np.ndarray
-    keypoint_indices: np.ndarray
-
-    def select(self, rows: np.ndarray) -> "CameraTracks":
-        return CameraTracks(
-            self.ids[rows], self.lengths[rows], self.ages[rows], self.keypoints[rows], self.keypoint_indices[rows]
-        )
 
 
 class Tracker:

@@ -23,19 +23,16 @@ import struct
 import numpy as np
 import torch
 
+from superpoint_ros.feature_types import (  # noqa: F401 (re-exported)
+    AUTO_ARCHITECTURE,
+    DEFAULT_WEIGHTS,
+    LICENCES,
+    RANDOM_WEIGHTS,
+)
 from superpoint_ros.model import ARCHITECTURES, MAGICLEAP, MIT, SuperPoint, SuperPointArchitecture
 from superpoint_ros.model_mit import MitArchitecture, MitSuperPoint, SuperPointNetwork
 
-DEFAULT_WEIGHTS = "magic-leap-community/superpoint"
-RANDOM_WEIGHTS = "random"
 HUB_FILENAME = "model.safetensors"
-AUTO_ARCHITECTURE = "auto"
-
-LICENCES = {
-    MAGICLEAP: "Magic Leap's SuperPoint weights are licensed for non-commercial use only",
-    MIT: "rpautrat/SuperPoint's weights are MIT-licensed",
-}
-"""What the published weights of each architecture may be used for (README, licence section)."""
 _LAYOUTS = (
     "Magic Leap's ('encoder.conv_blocks.0.conv_a.weight' ... as on the Hugging Face hub, or "
     "'conv1a.weight' ... as in superpoint_v1.pth) nor the MIT one of rpautrat/SuperPoint "

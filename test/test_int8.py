@@ -17,6 +17,7 @@ import torch
 from superpoint_ros.backends import check_precision
 from superpoint_ros.calibration import calibration_scenes, read_calibration_images
 from superpoint_ros.detector import Detector
+from superpoint_ros.frame_calibration import FrameCalibration
 
 pytest.importorskip("openvino")
 nncf = pytest.importorskip("nncf")
@@ -131,22 +132,28 @@ def test_a_second_start_loads_the_cached_model_without_quantising(weights, tmp_p
 
 def test_frame_calibration_runs_float32_until_the_int8_network_takes_over(weights, tmp_path, monkeypatch):
     frames = [benchmark_scene(*SIZE, seed) for seed in range(3)]
-    detector = int8_detector(weights, tmp_path, calibration="frames", calibration_count=2)
+    detector = Detector(weights=weights, device="cpu", resize=SIZE, quantization_cache_dir=str(tmp_path))
+    calibration = FrameCalibration(detector, count=2)
     float32 = Detector(weights=weights, device="cpu", resize=SIZE)
-    assert detector.precision == "float32" and detector.wants_calibration_frames
+    assert detector.precision == "float32" and calibration.wants_frames
     (before,) = detector.detect(frames[:1])
     np.testing.assert_array_equal(before.keypoints, float32.detect(frames[:1])[0].keypoints)
     for frame in frames[:2]:
-        detector.offer_calibration_frame(frame)
-    assert not detector.wants_calibration_frames
+        calibration.offer(frame)
+    assert not calibration.wants_frames
     wait_for_int8(detector)
     assert detector.detect(frames[2:])[0].descriptors.shape[1] == 256
     # The next start with this camera shape loads that model on the first frame.
     refuse_to_quantise(monkeypatch)
-    again = int8_detector(weights, tmp_path, calibration="frames", calibration_count=2)
-    again.offer_calibration_frame(frames[2])
+    again = Detector(weights=weights, device="cpu", resize=SIZE, quantization_cache_dir=str(tmp_path))
+    FrameCalibration(again, count=2).offer(frames[2])
     wait_for_int8(again)
     assert again.quantized_model_path == detector.quantized_model_path
+
+
+def test_frame_calibration_is_no_detector_argument():
+    with pytest.raises(ValueError, match="FrameCalibration"):
+        Detector(weights="random", device="cpu", precision="int8", calibration="frames")
 
 
 def wait_for_int8(detector: Detector, timeout_s: float = 120.0) -> None:

@@ -283,11 +283,11 @@ def test_threshold_and_border_changed_at_run_time_filter_the_next_frame_as_compu
 )
 def test_invalid_or_read_only_parameter_changes_are_rejected_with_a_reason(graph, start_node, values, reason):
     node, namespace = start_node()
-    settings_before = node.detector.settings
+    settings_before = node.settings
     (result,) = set_parameters(graph, namespace, **values)
     assert not result.successful
     assert reason in result.reason
-    assert node.detector.settings == settings_before
+    assert node.settings == settings_before
 
 
 def test_every_parameter_is_described_and_every_number_has_a_range(graph, start_node):
@@ -391,30 +391,6 @@ def two_reliable_cameras(graph, start_node, **parameters):
     return node, namespace, connections
 
 
-STAGGER_S = 0.05
-
-
-@pytest.mark.parametrize(("batch_timeout", "batched"), [(0.1, True), (0.0, False)])
-def test_batch_timeout_decides_whether_a_camera_publishing_later_joins_the_batch(
-    graph, start_node, batch_timeout, batched
-):
-    node, _, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
-        graph, start_node, batch_timeout=batch_timeout
-    )
-    for sequence in range(1, 4):
-        a_sent = image_message(scene(50 + sequence), "bgr8", header(sequence, "a"))
-        b_sent = image_message(scene(60 + sequence), "bgr8", header(sequence, "b"))
-        a_publisher.publish(a_sent)
-        time.sleep(STAGGER_S)  # camera1 is 50 ms late: inside a 0.1 s timeout, outside a 0 s one
-        b_publisher.publish(b_sent)
-        output_for(a_inbox, a_sent.header.stamp)
-        output_for(b_inbox, b_sent.header.stamp)
-    statistics = node.statistics()
-    assert statistics["camera0"].processed == statistics["camera1"].processed == 3
-    expected = 3 if batched else 0
-    assert statistics["camera0"].batched_frames == statistics["camera1"].batched_frames == expected
-
-
 def test_a_frame_too_small_is_rejected_by_name_and_the_other_cameras_frame_goes_out(graph, start_node, reference):
     rosout = graph.rosout()
     node, namespace, [(a_publisher, a_inbox), (b_publisher, b_inbox)] = two_reliable_cameras(
@@ -451,13 +427,13 @@ def test_a_batch_that_fails_in_inference_costs_no_other_cameras_frame(graph, sta
     detect, process = node.detector.detect, node._process
     rounds = []
 
-    def detect_or_fail(images, channel_order="bgr"):
+    def detect_or_fail(images, channel_order="bgr", settings=None):
         if images[0].shape[:2] == (64, 80):
             raise RuntimeError("injected failure")
-        return detect(images, channel_order)
+        return detect(images, channel_order, settings)
 
     def recorded_process(frames):
-        rounds.append({frame.camera.name for frame in frames})
+        rounds.append({frame.camera for frame in frames})
         process(frames)
 
     node.detector.detect, node._process = detect_or_fail, recorded_process
