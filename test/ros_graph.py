@@ -14,7 +14,10 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+
+from superpoint_ros.msg import KeypointArray
 
 WAIT_S = 20.0
 
@@ -145,3 +148,22 @@ class Graph:
                 assert descriptor.integer_range, descriptor.name
             if descriptor.type == ParameterType.PARAMETER_DOUBLE:
                 assert descriptor.floating_point_range, descriptor.name
+
+
+def connect(graph: Graph, node, namespace: str, camera: str = "", input_qos: QoSProfile | None = None):
+    """A publisher to the detector node's input for `camera` (default: its only camera) and an
+    inbox of that camera's keypoints, matched both ways."""
+    camera_index = next(i for i, c in enumerate(node.cameras) if c.name == (camera or "image"))
+    prefix = f"{namespace}/{camera}/" if camera else f"{namespace}/"
+    image_topic = node.cameras[camera_index].image_topic
+    image_topic = image_topic if image_topic.startswith("/") else f"{namespace}/{image_topic}"
+    publisher = graph.publisher(Image, image_topic, **({"qos": input_qos} if input_qos else {}))
+    inbox = graph.subscribe(KeypointArray, f"{prefix}keypoints")
+    wait_until(lambda: publisher.get_subscription_count() > 0, what="the node to subscribe")
+    wait_until(lambda: node.cameras[camera_index].keypoints_publisher.get_subscription_count() > 0, what="a match")
+    return publisher, inbox
+
+
+def output_for(inbox: Inbox, stamp: Time, **find):
+    """The first message in `inbox` stamped `stamp` (waiting for it)."""
+    return inbox.find(lambda m: m.header.stamp == stamp, what=f"output stamped {stamp.sec}", **find)

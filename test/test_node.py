@@ -19,12 +19,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from superpoint_ros.detector import DetectionSettings, Detector
-from superpoint_ros.msg import KeypointArray
 from superpoint_ros.node import NODE_NAME, RUNTIME_PARAMETERS, DetectorNode
 from superpoint_ros.ros_messages import detections_from_message, image_message
 
 from conftest import resized_grey, structured_image, through_resize
-from ros_graph import header, wait_until
+from ros_graph import connect, header, output_for, wait_until
 
 HEIGHT, WIDTH = 120, 160
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -34,23 +33,6 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 def reference():
     """The same pipeline the node runs, called directly."""
     return Detector(weights="random", device="cpu")
-
-
-def connect(graph, node, namespace, camera="", input_qos=None):
-    """A publisher to the camera's input and an inbox of its keypoints, matched both ways."""
-    camera_index = next(i for i, c in enumerate(node.cameras) if c.name == (camera or "image"))
-    prefix = f"{namespace}/{camera}/" if camera else f"{namespace}/"
-    image_topic = node.cameras[camera_index].image_topic
-    image_topic = image_topic if image_topic.startswith("/") else f"{namespace}/{image_topic}"
-    publisher = graph.publisher(Image, image_topic, **({"qos": input_qos} if input_qos else {}))
-    inbox = graph.subscribe(KeypointArray, f"{prefix}keypoints")
-    wait_until(lambda: publisher.get_subscription_count() > 0, what="the node to subscribe")
-    wait_until(lambda: node.cameras[camera_index].keypoints_publisher.get_subscription_count() > 0, what="a match")
-    return publisher, inbox
-
-
-def output_for(inbox, stamp, **find):
-    return inbox.find(lambda m: m.header.stamp == stamp, what=f"output stamped {stamp.sec}", **find)
 
 
 def exchange(publisher, inbox, message):

@@ -16,8 +16,6 @@ reference's. test_backends.py holds the other engines to the same tolerances, al
 NMS decisions that float rounding can flip on near-ties.
 """
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -25,6 +23,12 @@ import torch
 from superpoint_ros.detector import DetectionSettings, Detector
 
 from conftest import structured_image
+from helpers import (
+    CONFIGURATIONS,
+    DESCRIPTOR_TOLERANCE,
+    FULL_RESOLUTION_CONFIGURATIONS,
+    SCORE_TOLERANCE,
+)
 
 transformers = pytest.importorskip("transformers")
 from superpoint_ros.reference import (  # noqa: E402
@@ -35,28 +39,10 @@ from superpoint_ros.reference import (  # noqa: E402
     run_reference,
 )
 
-SCORE_TOLERANCE = 1e-5
-DESCRIPTOR_TOLERANCE = 1e-4
-
 
 def scores_at(points: list[tuple[int, int]], detections_keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
     rows = {tuple(map(int, point)): row for row, point in enumerate(np.rint(detections_keypoints))}
     return scores[[rows[point] for point in points]]
-
-
-CONFIGURATIONS = [
-    DetectionSettings(threshold, radius, max_keypoints, border)
-    for threshold, radius, max_keypoints, border in itertools.chain(
-        itertools.product([0.0, 0.005], [0, 1, 4, 8], [-1], [4]),
-        itertools.product([0.005], [4], [1, 100], [0, 8]),
-    )
-]
-
-FULL_RESOLUTION_CONFIGURATIONS = [
-    DetectionSettings(0.005, 4, -1, 4),
-    DetectionSettings(0.0, 1, 100, 8),
-    DetectionSettings(0.05, 8, -1, 0),
-]
 
 
 def assert_parity(detector, model, images, settings, label):
