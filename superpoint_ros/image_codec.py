@@ -20,7 +20,10 @@ import sys
 import cv2
 import numpy as np
 
-from superpoint_ros.images import MIN_SIDE
+MIN_SIDE = 8
+"""Fewest pixels per side: the network pools by 2 three times, so it needs one whole 8×8 cell
+(`model.CELL_SIZE`). It lives here, not beside the network, so that decoding an image, and a camera
+process that only encodes them, never import torch; `images` takes it from here."""
 
 
 @dataclasses.dataclass(frozen=True)

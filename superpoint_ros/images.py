@@ -16,10 +16,8 @@ equal (a grey PNG that OpenCV loaded as BGR) is taken as it is.
 import numpy as np
 import torch
 
-from superpoint_ros.model import CELL_SIZE
+from superpoint_ros.image_codec import MIN_SIDE
 
-MIN_SIDE = CELL_SIZE
-"""Fewest pixels per side: the network pools by 2 three times, so it needs one whole 8×8 cell."""
 LUMA_RGB = (0.2989, 0.5870, 0.1140)
 CHANNEL_ORDERS = ("bgr", "rgb")
 _FULL_SCALE = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
