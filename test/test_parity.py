@@ -28,6 +28,7 @@ from helpers import (
     DESCRIPTOR_TOLERANCE,
     FULL_RESOLUTION_CONFIGURATIONS,
     SCORE_TOLERANCE,
+    MemoisedForward,
 )
 
 transformers = pytest.importorskip("transformers")
@@ -78,30 +79,46 @@ def assert_parity(detector, model, images, settings, label):
             assert len(mine.scores) <= settings.max_keypoints
 
 
+def memoised_torch_detector(weights) -> Detector:
+    """The PyTorch engine on `weights`, its network computing each distinct batch once
+    (`helpers.MemoisedForward`); `assert_parity` sets the post-processing for each test."""
+    detector = Detector(weights=str(weights), device="cpu", backend="torch")
+    detector.network = MemoisedForward(detector.network)
+    return detector
+
+
+@pytest.fixture(scope="module")
+def detector(hf_weights) -> Detector:
+    return memoised_torch_detector(hf_weights)
+
+
+@pytest.fixture(scope="module")
+def sharp_detector(sharp_hf_weights) -> Detector:
+    return memoised_torch_detector(sharp_hf_weights)
+
+
 @pytest.mark.parametrize("settings", CONFIGURATIONS, ids=str)
-def test_random_weights_match_reference_on_small_batches(hf_weights, reference_model, settings):
-    detector = Detector(weights=str(hf_weights), device="cpu", backend="torch")
+def test_random_weights_match_reference_on_small_batches(detector, reference_model, settings):
     images = [structured_image(64, 80, seed) for seed in range(3)]
     assert_parity(detector, reference_model, images, settings, "64x80 batch3")
 
 
 @pytest.mark.parametrize("settings", CONFIGURATIONS, ids=str)
-def test_sharpened_weights_match_reference_where_thresholds_bite(sharp_hf_weights, sharp_reference_model, settings):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
+def test_sharpened_weights_match_reference_where_thresholds_bite(sharp_detector, sharp_reference_model, settings):
     images = [structured_image(240, 320, seed) for seed in range(3)]
-    assert_parity(detector, sharp_reference_model, images, settings, "240x320 batch3 sharp")
+    assert_parity(sharp_detector, sharp_reference_model, images, settings, "240x320 batch3 sharp")
 
 
 @pytest.mark.parametrize("settings", FULL_RESOLUTION_CONFIGURATIONS, ids=str)
-def test_full_resolution_frame_matches_reference(sharp_hf_weights, sharp_reference_model, settings):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
-    assert_parity(detector, sharp_reference_model, [structured_image(480, 640, 7)], settings, "480x640 batch1 sharp")
+def test_full_resolution_frame_matches_reference(sharp_detector, sharp_reference_model, settings):
+    images = [structured_image(480, 640, 7)]
+    assert_parity(sharp_detector, sharp_reference_model, images, settings, "480x640 batch1 sharp")
 
 
-def test_sizes_not_divisible_by_eight_match_reference(sharp_hf_weights, sharp_reference_model):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
+def test_sizes_not_divisible_by_eight_match_reference(sharp_detector, sharp_reference_model):
     images = [structured_image(70, 93, seed) for seed in (11, 12)]
-    assert_parity(detector, sharp_reference_model, images, DetectionSettings(0.005, 2, -1, 3), "70x93 batch2 sharp")
+    settings = DetectionSettings(0.005, 2, -1, 3)
+    assert_parity(sharp_detector, sharp_reference_model, images, settings, "70x93 batch2 sharp")
 
 
 def test_reference_post_processing_truncates_integer_pixels_by_at_most_one(sharp_reference_model):
@@ -117,3 +134,17 @@ def test_reference_post_processing_truncates_integer_pixels_by_at_most_one(sharp
         assert len(product) > 100
         assert np.abs(product - product.round()).max() < 1e-3
         assert set(np.unique(product.round() - processed[index]["keypoints"].numpy())) <= {0, 1}
+
+
+def test_the_memoised_network_returns_what_a_fresh_network_computes(sharp_detector, sharp_hf_weights):
+    from superpoint_ros.images import to_grey_batch
+
+    grey = to_grey_batch([structured_image(64, 80, 3)], torch.device("cpu"))
+    fresh = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
+    with torch.inference_mode():
+        expected = fresh.network(grey)
+        computed = sharp_detector.network.computed
+        first, again = sharp_detector.network(grey.clone()), sharp_detector.network(grey.clone())
+    assert sharp_detector.network.computed == computed + 1, "the second call was served from the memo"
+    for output in (first, again):
+        assert all(torch.equal(mine, theirs) for mine, theirs in zip(output, expected, strict=True))
