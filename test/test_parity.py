@@ -139,12 +139,12 @@ def test_reference_post_processing_truncates_integer_pixels_by_at_most_one(sharp
 def test_the_memoised_network_returns_what_a_fresh_network_computes(sharp_detector, sharp_hf_weights):
     from superpoint_ros.images import to_grey_batch
 
-    grey = to_grey_batch([structured_image(64, 80, 3)], torch.device("cpu"))
+    one, other = (to_grey_batch([structured_image(64, 80, seed)], torch.device("cpu")) for seed in (3, 4))
     fresh = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
     with torch.inference_mode():
-        expected = fresh.network(grey)
         computed = sharp_detector.network.computed
-        first, again = sharp_detector.network(grey.clone()), sharp_detector.network(grey.clone())
-    assert sharp_detector.network.computed == computed + 1, "the second call was served from the memo"
-    for output in (first, again):
-        assert all(torch.equal(mine, theirs) for mine, theirs in zip(output, expected, strict=True))
+        outputs = [sharp_detector.network(grey.clone()) for grey in (one, other, one, other)]
+        expected = [fresh.network(grey) for grey in (one, other, one, other)]
+    assert sharp_detector.network.computed == computed + 2, "each input computed once, then served from the memo"
+    for output, truth in zip(outputs, expected, strict=True):
+        assert all(torch.equal(mine, theirs) for mine, theirs in zip(output, truth, strict=True))
