@@ -79,11 +79,12 @@ def process_outcomes():
 
 
 @pytest.fixture
-def run_main(capfd):
+def run_main(capfd, monkeypatch):
     """`superpoint_ros.node.main` in this process, as the executable calls it with `--ros-args`:
-    `run_main(arguments) -> (exit status, stdout, stderr)`. The signal handlers it installs are
-    put back afterwards."""
+    `run_main(arguments) -> (exit status, stdout, stderr)`. Like the processes, it runs on this
+    test's domain; the signal handlers it installs are put back afterwards."""
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(private_domain_id()))
     capfd.readouterr()
 
     def run(arguments: list[str]) -> tuple[int, str, str]:
