@@ -34,7 +34,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage
 
 from superpoint_ros.image_codec import ENCODINGS
-from superpoint_ros.ros_messages import image_message
+from superpoint_ros.image_messages import image_message
 from superpoint_ros.scenes import camera_view, draw_scene
 
 DISTINCT_FRAMES = 24

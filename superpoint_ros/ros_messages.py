@@ -3,21 +3,35 @@
 The generated setter of a `float32[]` field checks a numpy array element by element (~50 ms
 for 512k floats); an `array.array('f')` is taken as it is (~0.5 ms). So every array field is
 filled through `array.array` from the array's bytes, and read back with `np.frombuffer`.
+
+The image messages live in `image_messages` (no torch, for camera processes) and are re-exported
+here, where the nodes and tools have always taken them from.
 """
 
 import array
 
 import numpy as np
 from geometry_msgs.msg import Point32
-from sensor_msgs.msg import CameraInfo, ChannelFloat32, CompressedImage, Image, PointCloud
+from sensor_msgs.msg import CameraInfo, ChannelFloat32, PointCloud
 from std_msgs.msg import Header
 
 from superpoint_ros.camera_model import CameraModel
 from superpoint_ros.feature_types import CameraTracks, Detections
-from superpoint_ros.image_codec import DecodedImage, decode_compressed_image, decode_image, encode_image
+from superpoint_ros.image_messages import decode_frame_message, decode_image_message, image_message
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.tracker_inputs import camera_model_input
 from superpoint_ros.vins_layout import CHANNEL_NAMES
+
+__all__ = [
+    "camera_model_from_message",
+    "decode_frame_message",
+    "decode_image_message",
+    "detections_from_message",
+    "feature_tracks_message",
+    "image_message",
+    "keypoint_array_message",
+    "point_cloud_message",
+]
 
 
 def _float32_array(values: np.ndarray) -> array.array:
@@ -44,35 +58,6 @@ def detections_from_message(message: KeypointArray) -> Detections:
     keypoints = np.frombuffer(message.keypoints, np.float32).reshape(-1, 2)
     descriptors = np.frombuffer(message.descriptors, np.float32).reshape(len(keypoints), message.descriptor_size)
     return Detections(keypoints, np.frombuffer(message.scores, np.float32), descriptors)
-
-
-def image_message(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
-    """A `sensor_msgs/Image` holding a packed copy of `pixels` (see `image_codec.encode_image`)."""
-    encoded = encode_image(pixels, encoding)
-    message = Image()
-    if header is not None:
-        message.header = header
-    message.height = encoded.height
-    message.width = encoded.width
-    message.encoding = encoded.encoding
-    message.is_bigendian = encoded.is_bigendian
-    message.step = encoded.step
-    message.data = array.array("B", encoded.data)
-    return message
-
-
-def decode_image_message(message: Image) -> DecodedImage:
-    """The pixels of a received image; raises `image_codec.ImageDecodeError` if it is malformed."""
-    return decode_image(
-        message.height, message.width, message.encoding, bool(message.is_bigendian), message.step, message.data
-    )
-
-
-def decode_frame_message(message: Image | CompressedImage) -> DecodedImage:
-    """The pixels of a received `Image` or `CompressedImage`; raises `ImageDecodeError`."""
-    if isinstance(message, CompressedImage):
-        return decode_compressed_image(message.format, message.data)
-    return decode_image_message(message)
 
 
 def _uint32_array(values: np.ndarray) -> array.array:

@@ -45,21 +45,28 @@ def sharp_hf_weights(tmp_path_factory) -> pathlib.Path:
     return make_hf_weights(tmp_path_factory.mktemp("sharp_hf_weights"), seed=2, score_head_scale=25.0)
 
 
-@pytest.fixture(scope="session")
-def reference_model(hf_weights):
-    """transformers' SuperPoint with `hf_weights`: the yardstick of the parity tests."""
+def memoised_reference_model(weights: pathlib.Path):
+    """transformers' SuperPoint with `weights`, its encoder computing each distinct input once
+    (`helpers.MemoisedForward`): the parity tests feed it the same images under many settings."""
     pytest.importorskip("transformers")
     from superpoint_ros.reference import load_reference_model
 
-    return load_reference_model(hf_weights)
+    from helpers import MemoisedForward
+
+    model = load_reference_model(weights)
+    model.encoder.forward = MemoisedForward(model.encoder.forward)
+    return model
+
+
+@pytest.fixture(scope="session")
+def reference_model(hf_weights):
+    """transformers' SuperPoint with `hf_weights`: the yardstick of the parity tests."""
+    return memoised_reference_model(hf_weights)
 
 
 @pytest.fixture(scope="session")
 def sharp_reference_model(sharp_hf_weights):
-    pytest.importorskip("transformers")
-    from superpoint_ros.reference import load_reference_model
-
-    return load_reference_model(sharp_hf_weights)
+    return memoised_reference_model(sharp_hf_weights)
 
 
 def structured_image(height: int, width: int, seed: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.context import Context
@@ -14,7 +15,11 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+
+from superpoint_ros.msg import KeypointArray
+from superpoint_ros.ros_messages import detections_from_message
 
 WAIT_S = 20.0
 
@@ -145,3 +150,41 @@ class Graph:
                 assert descriptor.integer_range, descriptor.name
             if descriptor.type == ParameterType.PARAMETER_DOUBLE:
                 assert descriptor.floating_point_range, descriptor.name
+
+
+def connect(graph: Graph, node, namespace: str, camera: str = "", input_qos: QoSProfile | None = None):
+    """A publisher to the detector node's input for `camera` (default: its only camera) and an
+    inbox of that camera's keypoints, matched both ways."""
+    camera_index = next(i for i, c in enumerate(node.cameras) if c.name == (camera or "image"))
+    prefix = f"{namespace}/{camera}/" if camera else f"{namespace}/"
+    image_topic = node.cameras[camera_index].image_topic
+    image_topic = image_topic if image_topic.startswith("/") else f"{namespace}/{image_topic}"
+    publisher = graph.publisher(Image, image_topic, **({"qos": input_qos} if input_qos else {}))
+    inbox = graph.subscribe(KeypointArray, f"{prefix}keypoints")
+    wait_until(lambda: publisher.get_subscription_count() > 0, what="the node to subscribe")
+    wait_until(lambda: node.cameras[camera_index].keypoints_publisher.get_subscription_count() > 0, what="a match")
+    return publisher, inbox
+
+
+def output_for(inbox: Inbox, stamp: Time, **find):
+    """The first message in `inbox` stamped `stamp` (waiting for it)."""
+    return inbox.find(lambda m: m.header.stamp == stamp, what=f"output stamped {stamp.sec}", **find)
+
+
+def exchange(publisher, inbox, message):
+    """Publish `message` (again every few seconds: best effort may lose the first) until its
+    output arrives; return that output."""
+    for _ in range(5):
+        publisher.publish(message)
+        try:
+            return output_for(inbox, message.header.stamp, timeout_s=4.0)
+        except AssertionError:
+            continue
+    raise AssertionError("the node never answered")
+
+
+def assert_detections_equal(message, expected):
+    received = detections_from_message(message)
+    np.testing.assert_array_equal(received.keypoints, expected.keypoints)
+    np.testing.assert_array_equal(received.scores, expected.scores)
+    np.testing.assert_array_equal(received.descriptors, expected.descriptors)

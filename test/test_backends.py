@@ -20,10 +20,10 @@ from superpoint_ros.backends import BACKENDS, resolve_backend
 from superpoint_ros.detector import DetectionSettings, Detector
 
 from conftest import structured_image
+from helpers import CONFIGURATIONS, DESCRIPTOR_TOLERANCE, FULL_RESOLUTION_CONFIGURATIONS, SCORE_TOLERANCE, agreement
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("openvino")
-from test_parity import CONFIGURATIONS, DESCRIPTOR_TOLERANCE, FULL_RESOLUTION_CONFIGURATIONS, SCORE_TOLERANCE  # noqa: E402
 
 from superpoint_ros.reference import check_against_reference, unexplained_differences  # noqa: E402
 
@@ -159,8 +159,6 @@ def test_a_score_at_the_threshold_is_explained():
 
 
 def test_openvino_bfloat16_stays_close_to_float32(sharp_hf_weights):
-    from superpoint_ros.bench import agreement
-
     images = [structured_image(240, 320, seed) for seed in range(2)]
     float32 = Detector(weights=str(sharp_hf_weights), device="cpu", backend="openvino")
     bfloat16 = Detector(weights=str(sharp_hf_weights), device="cpu", backend="openvino", precision="bfloat16")

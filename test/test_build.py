@@ -1,5 +1,8 @@
 """The message package: real colcon builds (copied and symlinked), and a populated
-KeypointArray through a real rclpy publisher and subscription."""
+KeypointArray through a real rclpy publisher and subscription.
+
+Both install modes are checked with one build from scratch: the overlay this suite runs from is
+one mode (`make test` builds it with --symlink-install), and the fresh build here the other."""
 
 import array
 import os
@@ -9,13 +12,32 @@ import time
 
 import numpy as np
 import pytest
+from ament_index_python.packages import get_package_prefix
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("mode", ["copy", "symlink"])
-def test_colcon_build_generates_python_and_cpp_message_support(tmp_path, mode):
-    workspace = tmp_path / "ws"
+def installed_mode(install: pathlib.Path) -> str:
+    """How colcon installed the package at `install`: it hands `--symlink-install` to CMake as
+    AMENT_CMAKE_SYMLINK_INSTALL, which stays in the build directory's cache."""
+    cache = install.parent.parent / "build" / install.name / "CMakeCache.txt"
+    assert cache.is_file(), f"no CMake cache beside the overlay at {cache}"
+    return "symlink" if "AMENT_CMAKE_SYMLINK_INSTALL:BOOL=1" in cache.read_text() else "copy"
+
+
+@pytest.fixture(scope="module")
+def overlay() -> tuple[pathlib.Path, str]:
+    """The installed package this suite runs from (`make test` builds it with --symlink-install)."""
+    install = pathlib.Path(get_package_prefix("superpoint_ros"))
+    return install, installed_mode(install)
+
+
+@pytest.fixture(scope="module")
+def fresh_install(tmp_path_factory, overlay) -> tuple[pathlib.Path, str]:
+    """A from-scratch colcon build in the install mode the overlay does not use, so that one
+    build from scratch and the overlay together cover both modes."""
+    mode = "copy" if overlay[1] == "symlink" else "symlink"
+    workspace = tmp_path_factory.mktemp("ws")
     (workspace / "src").mkdir(parents=True)
     (workspace / "src" / "superpoint_ros").symlink_to(ROOT)
     command = [
@@ -38,6 +60,13 @@ def test_colcon_build_generates_python_and_cpp_message_support(tmp_path, mode):
     build = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stdout + build.stderr
     install = workspace / "install" / "superpoint_ros"
+    assert installed_mode(install) == mode
+    return install, mode
+
+
+@pytest.mark.parametrize("which", ["fresh_install", "overlay"])
+def test_colcon_build_generates_python_and_cpp_message_support(request, which):
+    install, mode = request.getfixturevalue(which)
     assert (install / "include/superpoint_ros/superpoint_ros/msg/keypoint_array.hpp").is_file()
     assert (install / "include/superpoint_ros/superpoint_ros/msg/feature_tracks.hpp").is_file()
     for program in ("detector", "tracker", "bag"):

@@ -15,7 +15,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from superpoint_ros.camera_sim import DISTINCT_FRAMES
-from superpoint_ros.ros_messages import decode_image_message
+from superpoint_ros.image_messages import decode_image_message
 from superpoint_ros.scenes import camera_view, draw_scene
 
 from ros_graph import Graph, private_domain_id, wait_until
@@ -106,6 +106,18 @@ def test_sigint_stops_an_unbounded_rgb8_run_cleanly_and_reports_the_count(runs):
     for index, message in enumerate(messages):
         assert message.encoding == "rgb8"
         np.testing.assert_array_equal(decode_image_message(message).bgr_view(), expected_frame(index))
+
+
+def test_a_camera_process_imports_neither_torch_nor_the_detector():
+    # A camera driver stand-in pays for rclpy and OpenCV only; the checks below run in a fresh
+    # interpreter because this one has long imported torch.
+    check = (
+        "import sys, superpoint_ros.camera_sim, superpoint_ros.image_codec, superpoint_ros.image_messages; "
+        "print(sorted(m for m in ('torch', 'openvino', 'transformers', 'superpoint_ros.detector') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_no_subscriber_in_time_is_exit_status_one():

@@ -1,4 +1,8 @@
-"""`superpoint-detect` on image files, and the pip packaging that provides the command."""
+"""`superpoint-detect` on image files, and the pip packaging that provides the command.
+
+The JSON run and one failure run as the command does, in a process of their own; the other
+failures call the same `main` in this process, where a traceback would fail the test.
+"""
 
 import json
 import subprocess
@@ -8,6 +12,7 @@ import zipfile
 import cv2
 import numpy as np
 
+from superpoint_ros import cli
 from superpoint_ros.detector import Detector
 
 from conftest import structured_image
@@ -18,14 +23,22 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def test_json_and_overlays_hold_the_detectors_output(tmp_path, hf_weights):
+def main_in_process(capsys, *arguments: str) -> tuple[int, str]:
+    """`superpoint-detect`'s `main` here: (exit status, what it wrote to stderr)."""
+    returncode = cli.main(list(arguments))
+    return returncode, capsys.readouterr().err
+
+
+def test_json_and_overlays_hold_the_detectors_output(tmp_path, hf_weights, capsys):
     paths = []
     for index, (height, width) in enumerate([(64, 80), (48, 72)]):
         paths.append(tmp_path / f"frame{index}.png")
         cv2.imwrite(str(paths[-1]), structured_image(height, width, index))
     json_path, overlay = tmp_path / "out.json", tmp_path / "overlay.png"
-    result = run_cli(*map(str, paths), "--weights", str(hf_weights), "--device", "cpu", "--max-keypoints", "50")
-    assert result.returncode == 0, result.stderr
+    returncode, stderr = main_in_process(
+        capsys, *map(str, paths), "--weights", str(hf_weights), "--device", "cpu", "--max-keypoints", "50"
+    )
+    assert returncode == 0, stderr
     result = run_cli(
         *map(str, paths),
         *("--weights", str(hf_weights), "--device", "cpu", "--max-keypoints", "50", "--nms-radius", "2"),
@@ -46,9 +59,9 @@ def test_json_and_overlays_hold_the_detectors_output(tmp_path, hf_weights):
         assert drawn.shape == image.shape and not np.array_equal(drawn, image)
 
 
-def test_unreadable_image_and_missing_weights_exit_with_one_line(tmp_path):
-    result = run_cli(str(tmp_path / "missing.png"), "--weights", "random")
-    assert result.returncode == 2 and "cannot read image" in result.stderr
+def test_unreadable_image_and_missing_weights_exit_with_one_line(tmp_path, capsys):
+    returncode, stderr = main_in_process(capsys, str(tmp_path / "missing.png"), "--weights", "random")
+    assert returncode == 2 and "cannot read image" in stderr
     image = tmp_path / "frame.png"
     cv2.imwrite(str(image), structured_image(32, 32, 0))
     result = run_cli(str(image), "--weights", str(tmp_path / "nope.safetensors"))
@@ -57,23 +70,24 @@ def test_unreadable_image_and_missing_weights_exit_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_an_image_under_eight_pixels_a_side_exits_with_one_line_naming_it(tmp_path):
+def test_an_image_under_eight_pixels_a_side_exits_with_one_line_naming_it(tmp_path, capsys):
     good, thin = tmp_path / "good.png", tmp_path / "thin.png"
     cv2.imwrite(str(good), structured_image(32, 32, 0))
     cv2.imwrite(str(thin), structured_image(5, 40, 1))
-    result = run_cli(str(good), str(thin), "--weights", "random", "--device", "cpu")
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"superpoint-detect: {thin}: image is 40x5 pixels; SuperPoint needs at least 8x8"
+    returncode, stderr = main_in_process(capsys, str(good), str(thin), "--weights", "random", "--device", "cpu")
+    assert returncode == 2
+    assert stderr.strip() == f"superpoint-detect: {thin}: image is 40x5 pixels; SuperPoint needs at least 8x8"
 
 
-def test_int8_calibrated_on_a_directory_without_images_exits_with_one_line(tmp_path):
+def test_int8_calibrated_on_a_directory_without_images_exits_with_one_line(tmp_path, capsys):
     image = tmp_path / "frame.png"
     cv2.imwrite(str(image), structured_image(32, 32, 0))
     empty = tmp_path / "calibration"
     empty.mkdir()
-    result = run_cli(str(image), "--weights", "random", "--precision", "int8", "--calibration", str(empty))
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "holds no readable image" in result.stderr
+    arguments = (str(image), "--weights", "random", "--precision", "int8", "--calibration", str(empty))
+    returncode, stderr = main_in_process(capsys, *arguments)
+    assert returncode == 2
+    assert stderr.strip().count("\n") == 0 and "holds no readable image" in stderr
 
 
 def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):

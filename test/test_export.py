@@ -10,11 +10,11 @@ from superpoint_ros.images import to_grey_batch
 from superpoint_ros.weights import load_model
 
 from conftest import structured_image
+from helpers import DESCRIPTOR_TOLERANCE, SCORE_TOLERANCE
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("transformers")
-from test_parity import DESCRIPTOR_TOLERANCE, SCORE_TOLERANCE  # noqa: E402
 
 from superpoint_ros.reference import reference_raw_scores  # noqa: E402
 

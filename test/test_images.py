@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from superpoint_ros import image_codec, images
 from superpoint_ros.images import ImageError, check_image, to_grey_batch
+from superpoint_ros.model import CELL_SIZE
 
 from conftest import structured_image
 
@@ -77,6 +79,11 @@ def test_unusable_images_are_refused_with_the_reason(image, reason):
 def test_eight_pixels_a_side_is_accepted():
     check_image(np.zeros((8, 8), np.uint8))
     check_image(np.zeros((8, 200, 3), np.float32))
+
+
+def test_the_smallest_side_the_codec_and_the_detector_take_is_one_network_cell():
+    # The codec defines it without torch; the network's cell is where the number comes from.
+    assert image_codec.MIN_SIDE == images.MIN_SIDE == CELL_SIZE
 
 
 def test_non_finite_and_out_of_range_float_pixels_become_finite_unit_range_values():

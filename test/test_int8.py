@@ -23,8 +23,9 @@ pytest.importorskip("openvino")
 nncf = pytest.importorskip("nncf")
 pytest.importorskip("transformers")
 
-from superpoint_ros.bench import agreement  # noqa: E402
 from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights  # noqa: E402
+
+from helpers import agreement  # noqa: E402
 
 SIZE = (120, 160)
 

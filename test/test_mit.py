@@ -7,7 +7,6 @@ the loader's recognition of its files and its errors. The other engines: test_mi
 import numpy as np
 import pytest
 import torch
-from mit_weights import BATCH_NORM_EPS, random_mit_state_dict, reference_pipeline, write_mit_pth
 from safetensors.torch import load_file
 
 from superpoint_ros import export
@@ -19,6 +18,7 @@ from superpoint_ros.model_mit import MitSuperPoint, VggBlock
 from superpoint_ros.weights import WeightsError, load_model
 
 from conftest import structured_image
+from mit_weights import BATCH_NORM_EPS, random_mit_state_dict, reference_pipeline, write_mit_pth
 
 CPU = torch.device("cpu")
 

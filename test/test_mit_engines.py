@@ -15,9 +15,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from mit_weights import write_mit_pth
 from rclpy.parameter import Parameter
-from test_node import assert_detections_equal, connect, exchange
 
 from superpoint_ros import export
 from superpoint_ros.bench import agreement
@@ -29,7 +27,8 @@ from superpoint_ros.reference import compare, unexplained_differences
 from superpoint_ros.ros_messages import image_message
 
 from conftest import structured_image
-from ros_graph import header
+from mit_weights import write_mit_pth
+from ros_graph import assert_detections_equal, connect, exchange, header
 
 CPU = torch.device("cpu")
 SCORE_TOLERANCE = 1e-5

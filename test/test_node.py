@@ -19,12 +19,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from superpoint_ros.detector import DetectionSettings, Detector
-from superpoint_ros.msg import KeypointArray
 from superpoint_ros.node import NODE_NAME, RUNTIME_PARAMETERS, DetectorNode
 from superpoint_ros.ros_messages import detections_from_message, image_message
 
 from conftest import resized_grey, structured_image, through_resize
-from ros_graph import header, wait_until
+from ros_graph import assert_detections_equal, connect, exchange, header, output_for, wait_until
 
 HEIGHT, WIDTH = 120, 160
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -36,46 +35,10 @@ def reference():
     return Detector(weights="random", device="cpu")
 
 
-def connect(graph, node, namespace, camera="", input_qos=None):
-    """A publisher to the camera's input and an inbox of its keypoints, matched both ways."""
-    camera_index = next(i for i, c in enumerate(node.cameras) if c.name == (camera or "image"))
-    prefix = f"{namespace}/{camera}/" if camera else f"{namespace}/"
-    image_topic = node.cameras[camera_index].image_topic
-    image_topic = image_topic if image_topic.startswith("/") else f"{namespace}/{image_topic}"
-    publisher = graph.publisher(Image, image_topic, **({"qos": input_qos} if input_qos else {}))
-    inbox = graph.subscribe(KeypointArray, f"{prefix}keypoints")
-    wait_until(lambda: publisher.get_subscription_count() > 0, what="the node to subscribe")
-    wait_until(lambda: node.cameras[camera_index].keypoints_publisher.get_subscription_count() > 0, what="a match")
-    return publisher, inbox
-
-
-def output_for(inbox, stamp, **find):
-    return inbox.find(lambda m: m.header.stamp == stamp, what=f"output stamped {stamp.sec}", **find)
-
-
-def exchange(publisher, inbox, message):
-    """Publish `message` (again every few seconds: best effort may lose the first) until its
-    output arrives; return that output."""
-    for _ in range(5):
-        publisher.publish(message)
-        try:
-            return output_for(inbox, message.header.stamp, timeout_s=4.0)
-        except AssertionError:
-            continue
-    raise AssertionError("the node never answered")
-
-
 def send(publisher, inbox, message):
     """Publish `message` once over a reliable connection and return its output."""
     publisher.publish(message)
     return output_for(inbox, message.header.stamp)
-
-
-def assert_detections_equal(message, expected):
-    received = detections_from_message(message)
-    np.testing.assert_array_equal(received.keypoints, expected.keypoints)
-    np.testing.assert_array_equal(received.scores, expected.scores)
-    np.testing.assert_array_equal(received.descriptors, expected.descriptors)
 
 
 def scene(seed=0, height=HEIGHT, width=WIDTH):

@@ -11,9 +11,9 @@ from superpoint_ros.ros_messages import image_message
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from test_node import HEIGHT, WIDTH, connect, output_for  # noqa: E402
+from ros_graph import connect, header, output_for, wait_until  # noqa: E402
 
-from ros_graph import header, wait_until  # noqa: E402
+HEIGHT, WIDTH = 120, 160
 
 
 def test_the_node_switches_to_int8_after_calibrating_on_its_first_frames(graph, start_node, tmp_path):

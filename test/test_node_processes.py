@@ -11,10 +11,7 @@ Random weights (no hub here); delivery and QoS do not depend on what the keypoin
 
 import os
 import pathlib
-import signal
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -26,58 +23,11 @@ from superpoint_ros.detector import Detector
 from superpoint_ros.msg import KeypointArray
 
 from conftest import structured_image
-from ros_graph import private_domain_id, wait_until
+from processes import START_S, ChildProcess, new_namespace
+from ros_graph import wait_until
 
 SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-START_S = 60.0
-
-
-def environment() -> dict[str, str]:
-    """This test's domain, and Fast DDS as it comes: no profile file."""
-    variables = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id()), "HF_HUB_OFFLINE": "1"}
-    variables.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
-    return variables
-
-
-class ChildProcess:
-    """A child process whose output lines are collected as they come."""
-
-    def __init__(self, arguments: list[str]) -> None:
-        self.process = subprocess.Popen(
-            arguments, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def line_with(self, text: str, timeout_s: float = START_S) -> str:
-        def found():
-            assert self.process.poll() is None or any(text in line for line in self.lines), self.output()
-            return next((line for line in list(self.lines) if text in line), None)
-
-        return wait_until(found, timeout_s, f"'{text}' in the output")
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def stop(self) -> int:
-        """SIGINT, as Ctrl-C or `ros2 launch` send it; the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=5.0)
-        return self.process.returncode
-
-
 class NodeProcess(ChildProcess):
     """The node with the shipped parameter file, random weights on the CPU, in `namespace`."""
 
@@ -111,13 +61,6 @@ def processes():
     yield started.append
     for child in reversed(started):
         child.stop()
-
-
-_namespaces = iter(range(1000))
-
-
-def new_namespace() -> str:
-    return f"/test_processes_{os.getpid()}_{next(_namespaces)}"
 
 
 def answers(inbox, frame_id: str) -> int:

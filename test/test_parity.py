@@ -16,8 +16,6 @@ reference's. test_backends.py holds the other engines to the same tolerances, al
 NMS decisions that float rounding can flip on near-ties.
 """
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -25,6 +23,13 @@ import torch
 from superpoint_ros.detector import DetectionSettings, Detector
 
 from conftest import structured_image
+from helpers import (
+    CONFIGURATIONS,
+    DESCRIPTOR_TOLERANCE,
+    FULL_RESOLUTION_CONFIGURATIONS,
+    SCORE_TOLERANCE,
+    MemoisedForward,
+)
 
 transformers = pytest.importorskip("transformers")
 from superpoint_ros.reference import (  # noqa: E402
@@ -35,28 +40,10 @@ from superpoint_ros.reference import (  # noqa: E402
     run_reference,
 )
 
-SCORE_TOLERANCE = 1e-5
-DESCRIPTOR_TOLERANCE = 1e-4
-
 
 def scores_at(points: list[tuple[int, int]], detections_keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
     rows = {tuple(map(int, point)): row for row, point in enumerate(np.rint(detections_keypoints))}
     return scores[[rows[point] for point in points]]
-
-
-CONFIGURATIONS = [
-    DetectionSettings(threshold, radius, max_keypoints, border)
-    for threshold, radius, max_keypoints, border in itertools.chain(
-        itertools.product([0.0, 0.005], [0, 1, 4, 8], [-1], [4]),
-        itertools.product([0.005], [4], [1, 100], [0, 8]),
-    )
-]
-
-FULL_RESOLUTION_CONFIGURATIONS = [
-    DetectionSettings(0.005, 4, -1, 4),
-    DetectionSettings(0.0, 1, 100, 8),
-    DetectionSettings(0.05, 8, -1, 0),
-]
 
 
 def assert_parity(detector, model, images, settings, label):
@@ -92,30 +79,46 @@ def assert_parity(detector, model, images, settings, label):
             assert len(mine.scores) <= settings.max_keypoints
 
 
+def memoised_torch_detector(weights) -> Detector:
+    """The PyTorch engine on `weights`, its network computing each distinct batch once
+    (`helpers.MemoisedForward`); `assert_parity` sets the post-processing for each test."""
+    detector = Detector(weights=str(weights), device="cpu", backend="torch")
+    detector.network = MemoisedForward(detector.network)
+    return detector
+
+
+@pytest.fixture(scope="module")
+def detector(hf_weights) -> Detector:
+    return memoised_torch_detector(hf_weights)
+
+
+@pytest.fixture(scope="module")
+def sharp_detector(sharp_hf_weights) -> Detector:
+    return memoised_torch_detector(sharp_hf_weights)
+
+
 @pytest.mark.parametrize("settings", CONFIGURATIONS, ids=str)
-def test_random_weights_match_reference_on_small_batches(hf_weights, reference_model, settings):
-    detector = Detector(weights=str(hf_weights), device="cpu", backend="torch")
+def test_random_weights_match_reference_on_small_batches(detector, reference_model, settings):
     images = [structured_image(64, 80, seed) for seed in range(3)]
     assert_parity(detector, reference_model, images, settings, "64x80 batch3")
 
 
 @pytest.mark.parametrize("settings", CONFIGURATIONS, ids=str)
-def test_sharpened_weights_match_reference_where_thresholds_bite(sharp_hf_weights, sharp_reference_model, settings):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
+def test_sharpened_weights_match_reference_where_thresholds_bite(sharp_detector, sharp_reference_model, settings):
     images = [structured_image(240, 320, seed) for seed in range(3)]
-    assert_parity(detector, sharp_reference_model, images, settings, "240x320 batch3 sharp")
+    assert_parity(sharp_detector, sharp_reference_model, images, settings, "240x320 batch3 sharp")
 
 
 @pytest.mark.parametrize("settings", FULL_RESOLUTION_CONFIGURATIONS, ids=str)
-def test_full_resolution_frame_matches_reference(sharp_hf_weights, sharp_reference_model, settings):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
-    assert_parity(detector, sharp_reference_model, [structured_image(480, 640, 7)], settings, "480x640 batch1 sharp")
+def test_full_resolution_frame_matches_reference(sharp_detector, sharp_reference_model, settings):
+    images = [structured_image(480, 640, 7)]
+    assert_parity(sharp_detector, sharp_reference_model, images, settings, "480x640 batch1 sharp")
 
 
-def test_sizes_not_divisible_by_eight_match_reference(sharp_hf_weights, sharp_reference_model):
-    detector = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
+def test_sizes_not_divisible_by_eight_match_reference(sharp_detector, sharp_reference_model):
     images = [structured_image(70, 93, seed) for seed in (11, 12)]
-    assert_parity(detector, sharp_reference_model, images, DetectionSettings(0.005, 2, -1, 3), "70x93 batch2 sharp")
+    settings = DetectionSettings(0.005, 2, -1, 3)
+    assert_parity(sharp_detector, sharp_reference_model, images, settings, "70x93 batch2 sharp")
 
 
 def test_reference_post_processing_truncates_integer_pixels_by_at_most_one(sharp_reference_model):
@@ -131,3 +134,17 @@ def test_reference_post_processing_truncates_integer_pixels_by_at_most_one(sharp
         assert len(product) > 100
         assert np.abs(product - product.round()).max() < 1e-3
         assert set(np.unique(product.round() - processed[index]["keypoints"].numpy())) <= {0, 1}
+
+
+def test_the_memoised_network_returns_what_a_fresh_network_computes(sharp_detector, sharp_hf_weights):
+    from superpoint_ros.images import to_grey_batch
+
+    one, other = (to_grey_batch([structured_image(64, 80, seed)], torch.device("cpu")) for seed in (3, 4))
+    fresh = Detector(weights=str(sharp_hf_weights), device="cpu", backend="torch")
+    with torch.inference_mode():
+        computed = sharp_detector.network.computed
+        outputs = [sharp_detector.network(grey.clone()) for grey in (one, other, one, other)]
+        expected = [fresh.network(grey) for grey in (one, other, one, other)]
+    assert sharp_detector.network.computed == computed + 2, "each input computed once, then served from the memo"
+    for output, truth in zip(outputs, expected, strict=True):
+        assert all(torch.equal(mine, theirs) for mine, theirs in zip(output, truth, strict=True))

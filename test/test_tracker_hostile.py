@@ -21,8 +21,8 @@ from sensor_msgs.msg import Image, PointCloud
 from superpoint_ros.msg import FeatureTracks
 
 from hostile_tracker_inputs import FOCAL, HEIGHT, MONO_CASES, POINTS, STEREO_CASES, WIDTH
+from processes import START_S, ChildProcess, new_namespace
 from ros_graph import wait_until
-from test_node_processes import START_S, ChildProcess, new_namespace
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 HOSTILE_SCRIPT = pathlib.Path(__file__).with_name("hostile_tracker_inputs.py")
