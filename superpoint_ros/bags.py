@@ -25,6 +25,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import io
+import logging
 import multiprocessing
 import os
 import pathlib
@@ -45,8 +46,10 @@ from tqdm import tqdm
 
 from superpoint_ros import bag_messages
 from superpoint_ros.backends import BACKENDS, PRECISIONS
+from superpoint_ros.calibration import CALIBRATION_COUNT
 from superpoint_ros.camera_model import CameraModel, camera_model
 from superpoint_ros.detector import Detections, Detector
+from superpoint_ros.frame_calibration import FrameCalibration
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError, decode_compressed_image, decode_image
 from superpoint_ros.images import ImageError, check_image
 from superpoint_ros.tracking import CameraTracks, Tracker, match_stereo
@@ -134,6 +137,7 @@ def detector_arguments(parameters: dict) -> dict:
     names = {
         "weights": "weights",
         "weights_revision": "weights_revision",
+        "architecture": "architecture",
         "device": "device",
         "precision": "precision",
         "tensorrt_cache_dir": "tensorrt_cache_dir",
@@ -627,6 +631,7 @@ def process(
         raise BagError(f"--batch must be at least 1, got {batch}")
     tracking = tracking or vins
     detector_parameters, tracker_parameters = read_parameters(params_file)
+    calibration = None
     _check_output(input_path, output, overwrite)
     reader, cut_note = open_reader(input_path)
     try:
@@ -640,8 +645,15 @@ def process(
             overrides = {"weights": weights, "device": device, "backend": backend, "precision": precision}
             arguments.update({name: value for name, value in overrides.items() if value is not None})
             arguments.setdefault("weights", DEFAULT_WEIGHTS)
+            # As the node does: int8 calibrated on the first frames starts as float32.
+            on_frames = arguments.get("precision") == "int8" and arguments.get("calibration") == "frames"
+            if on_frames:
+                arguments["precision"] = "float32"
             try:
                 detector = Detector(**arguments)
+                if on_frames:
+                    count = arguments.get("calibration_count", CALIBRATION_COUNT)
+                    calibration = FrameCalibration(detector, count, logging.getLogger(PROGRAM))
             except (WeightsError, ValueError, TypeError) as error:
                 raise BagError(" ".join(str(error).split())) from None
         cameras = {topic: Camera(topic, namespaces[topic]) for topic in selected}
@@ -663,6 +675,7 @@ def process(
             storage,
             cameras,
             detector,
+            calibration,
             batch or default_batch(detector),
             copy_input,
             vins,
@@ -709,6 +722,7 @@ def _run(
     storage: str,
     cameras: dict[str, Camera],
     detector: Detector,
+    calibration: FrameCalibration | None,
     batch: int,
     copy_input: bool,
     vins: bool,
@@ -749,13 +763,13 @@ def _run(
             # Skipped frames and CameraInfos wait with the batch, up to a bound on what is held.
             if images < batch and len(pending) < PENDING_LIMIT * batch:
                 continue
-            _flush(pending, detector, writer, connection, copies, vins, summary, skip_line, bar)
+            _flush(pending, detector, calibration, writer, connection, copies, vins, summary, skip_line, bar)
             pending, images = [], 0
             if stop is not None and stop.is_set():
                 summary.interrupted = True
                 break
         else:
-            _flush(pending, detector, writer, connection, copies, vins, summary, skip_line, bar)
+            _flush(pending, detector, calibration, writer, connection, copies, vins, summary, skip_line, bar)
             if frames.error:
                 summary.error = frames.error if not summary.error else f"{summary.error}; {frames.error}"
     finally:
@@ -768,6 +782,7 @@ def _run(
 def _flush(
     records: list[Record],
     detector: Detector,
+    calibration: FrameCalibration | None,
     writer: Writer,
     connection: Callable[[str, str], Connection],
     copies: dict[int, Connection],
@@ -785,8 +800,8 @@ def _flush(
             groups.setdefault((pixels.shape, pixels.dtype, record.image.channel_order), []).append(record)
     results: dict[int, Detections] = {}
     for (_, _, channel_order), group in groups.items():
-        if detector.wants_calibration_frames:
-            detector.offer_calibration_frame(group[0].image.pixels, channel_order)
+        if calibration is not None and calibration.wants_frames:
+            calibration.offer(group[0].image.pixels, channel_order)
         try:
             detections = detector.detect([record.image.pixels for record in group], channel_order)
         except Exception as error:  # as in the node: a failed batch costs its frames, not the run

@@ -239,6 +239,9 @@ def expected_parameters(recipe: Recipe, node: str, weights: pathlib.Path) -> dic
         expected["weights"] = str(weights)
         # `backend` reads back as the engine it picked (docs/parameters.md).
         expected["backend"] = resolve_backend(expected["backend"], torch.device("cpu"))
+        # So does `architecture`, as the network the weights hold (docs/weights.md): these are Magic Leap's layout.
+        if expected["architecture"] == "auto":
+            expected["architecture"] = "magicleap"
     return expected
 
 
