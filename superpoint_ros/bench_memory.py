@@ -169,6 +169,37 @@ def node_rss(weights: str, precision: str, cameras: int, cache_dir: str) -> dict
     return {"precision": precision, "cameras": cameras, "warmup_s": warmup_s, "processed": processed, **memory}
 
 
+def batch_speed(weights: str, runs: int = 15) -> dict:
+    """Milliseconds (median, interleaved run by run) of the OpenVINO float32 network on a 2-frame
+    480×640 batch: as `OpenVinoNetwork` runs it (image by image, one model compiled at batch 1)
+    and through a model compiled for batch 2, which is how it ran before and what one compiled
+    model per batch size would cost in memory."""
+    import numpy as np
+    import openvino
+    import torch
+
+    from superpoint_ros.backends import OpenVinoNetwork, openvino_graph
+    from superpoint_ros.weights import load_model
+
+    model = load_model(weights)
+    network = OpenVinoNetwork(model)
+    graph = openvino_graph(model)
+    graph.reshape({0: openvino.PartialShape([2, 1, HEIGHT, WIDTH])})
+    batched = openvino.Core().compile_model(graph, "CPU", network._config).create_infer_request()
+    pixels = np.random.default_rng(0).random((2, 1, HEIGHT, WIDTH), dtype=np.float32)
+    grey = torch.from_numpy(pixels)
+    ways = {"image by image": lambda: network(grey), "compiled for batch 2": lambda: batched.infer({0: pixels})}
+    durations = {name: [] for name in ways}
+    for function in ways.values():
+        function()
+    for _ in range(runs):
+        for name, function in ways.items():
+            start = time.perf_counter()
+            function()
+            durations[name].append(time.perf_counter() - start)
+    return {name: 1e3 * float(np.median(samples)) for name, samples in durations.items()}
+
+
 def run_memory_benchmark(weights: str, precisions: tuple[str, ...] = ("float32", "int8"), stages: bool = True) -> dict:
     """Both parts for `precisions`, as a dict with a printable `table`."""
     breakdowns, rows = [], []
@@ -187,10 +218,16 @@ def run_memory_benchmark(weights: str, precisions: tuple[str, ...] = ("float32",
                 row["note"] = note
                 rows.append(row)
                 print(f"memory: {format_node_table([row]).splitlines()[-1]}", flush=True)
-    table = format_node_table(rows)
+    print("memory: batch speed, image by image against compiled for batch 2", flush=True)
+    speed = batch_speed(weights)
+    table = format_node_table(rows) + "\n\n" + (
+        f"OpenVINO float32, one 2-frame 480×640 batch, median of 15 interleaved runs: image by image "
+        f"{speed['image by image']:.0f} ms, compiled for batch 2 {speed['compiled for batch 2']:.0f} ms "
+        f"(ratio {speed['image by image'] / speed['compiled for batch 2']:.2f})."
+    )
     if breakdowns:
         table += "\n\n" + format_breakdown(breakdowns)
-    return {"breakdowns": breakdowns, "node": rows, "table": table}
+    return {"breakdowns": breakdowns, "node": rows, "batch_speed_ms": speed, "table": table}
 
 
 def format_node_table(rows: list[dict]) -> str:
