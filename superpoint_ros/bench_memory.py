@@ -14,7 +14,9 @@ processes of its own, so that nothing shares a heap with this one:
   the calibration and quantisation), the first 480×640 frame (the engine compiled for that
   shape and its buffers), a 2-frame batch, a few more frames at the settings that give the most
   keypoints, and last `malloc_trim(0)`, which shows how much of the heap was free but kept.
-  It also names the heavy packages imported by then that the engine does not need.
+  It also names the heavy packages imported by then that the engine does not need. A third
+  process runs the float32 OpenVINO engine alone, read from an IR file, without importing
+  torch: the floor a torch-free OpenVINO path of the node would start from.
 - **Node**: `python -m superpoint_ros.node` as a process (device cpu, reliable input), with one or
   two `camera_sim` cameras at `CAMERA_RATE_HZ`, 480×640 bgr8. After the node's log says it has
   processed `WARMUP_FRAMES` frames of each camera, and `SETTLE_S` seconds more, its RSS is read
@@ -40,10 +42,12 @@ HEIGHT, WIDTH = 480, 640
 CAMERA_RATE_HZ = 5.0
 WARMUP_FRAMES = 10
 SETTLE_S = 5.0
+SPEED_RUNS = 30
 TARGETS_MB = {("float32", 2): 600, ("int8", 2): 500, ("float32", 1): 500}
 """Issue 17 §2: RSS after warm-up for (precision, cameras)."""
 # Packages the node must not need at run time with the OpenVINO engine: the reference and tools.
 TOOLING_MODULES = ("transformers", "nncf", "onnxruntime", "huggingface_hub", "safetensors.torch")
+ENGINE_ONLY = "float32 engine without torch"
 _STATUS_FIELDS = {"VmRSS": "rss_mb", "RssAnon": "anon_mb", "RssFile": "file_mb", "VmHWM": "peak_mb"}
 
 
@@ -81,6 +85,9 @@ def run_stages(weights: str, precision: str, cache_dir: str) -> None:
         import openvino  # noqa: F401
 
         step("OpenVINO")
+    if precision == ENGINE_ONLY:
+        run_engine_only(weights, step)
+        return
     import torch  # noqa: F401
 
     step("torch")
@@ -107,6 +114,37 @@ def run_stages(weights: str, precision: str, cache_dir: str) -> None:
     print(json.dumps({"weights_mb": parameters / 1e6, "tooling_imported": loaded}))
 
 
+def run_engine_only(graph_path: str, step) -> None:
+    """The float32 OpenVINO engine alone, as `OpenVinoNetwork` runs it, from the IR file at
+    `graph_path`, in a process without torch: what the node would weigh if its OpenVINO path
+    did not import torch (pre- and post-processing excluded)."""
+    import numpy as np
+    import openvino
+
+    graph = openvino.Core().read_model(graph_path)
+    graph.reshape({0: openvino.PartialShape([1, 1, HEIGHT, WIDTH])})
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    request = openvino.Core().compile_model(graph, "CPU", config).create_infer_request()
+    step("engine compiled (no torch)")
+    pixels = np.random.default_rng(0).random((2, 1, HEIGHT, WIDTH), dtype=np.float32)
+    request.infer({0: pixels[:1]}, share_inputs=True, share_outputs=True)
+    step("first frame (batch 1)")
+    for index in range(2):
+        request.infer({0: pixels[index : index + 1]}, share_inputs=True, share_outputs=True)
+    step("first 2-frame batch")
+    print(json.dumps({"weights_mb": pathlib.Path(graph_path).with_suffix(".bin").stat().st_size / 1e6}))
+
+
+def save_float_graph(weights: str, path: pathlib.Path) -> None:
+    """The float32 OpenVINO graph of `weights` as IR at `path` (.xml and .bin), for `run_engine_only`."""
+    import openvino
+
+    from superpoint_ros.backends import openvino_graph
+    from superpoint_ros.weights import load_model
+
+    openvino.save_model(openvino_graph(load_model(weights)), path, compress_to_fp16=False)
+
+
 def breakdown(weights: str, precision: str, cache_dir: str) -> dict:
     """`run_stages` in a fresh process: the steps with their memory, and each step's increase."""
     completed = subprocess.run(
@@ -120,6 +158,7 @@ def breakdown(weights: str, precision: str, cache_dir: str) -> dict:
     if completed.returncode != 0 or not lines:
         raise RuntimeError(f"the breakdown process failed ({completed.returncode}):\n{completed.stderr[-2000:]}")
     *steps, summary = lines
+    summary.setdefault("tooling_imported", [])
     previous = 0.0
     for step in steps:
         step["added_mb"] = step["rss_mb"] - previous
@@ -171,8 +210,9 @@ def node_rss(weights: str, precision: str, cameras: int, cache_dir: str) -> dict
     return {"precision": precision, "cameras": cameras, "warmup_s": warmup_s, "processed": processed, **memory}
 
 
-def batch_speed(weights: str, runs: int = 15) -> dict:
-    """Milliseconds (median, interleaved run by run) of the OpenVINO float32 network on a 2-frame
+def batch_speed(weights: str, runs: int = SPEED_RUNS) -> dict:
+    """Milliseconds (median; interleaved, the order swapped every run, so that the load of a shared
+    machine falls on both alike) of the OpenVINO float32 network on a 2-frame
     480×640 batch: as `OpenVinoNetwork` runs it (image by image, one model compiled at batch 1)
     and through a model compiled for batch 2, which is how it ran before and what one compiled
     model per batch size would cost in memory."""
@@ -194,8 +234,8 @@ def batch_speed(weights: str, runs: int = 15) -> dict:
     durations = {name: [] for name in ways}
     for function in ways.values():
         function()
-    for _ in range(runs):
-        for name, function in ways.items():
+    for run in range(runs):
+        for name, function in list(ways.items())[:: 1 if run % 2 else -1]:
             start = time.perf_counter()
             function()
             durations[name].append(time.perf_counter() - start)
@@ -220,11 +260,16 @@ def run_memory_benchmark(weights: str, precisions: tuple[str, ...] = ("float32",
                 row["note"] = note
                 rows.append(row)
                 print(f"memory: {format_node_table([row]).splitlines()[-1]}", flush=True)
+        if stages and importlib.util.find_spec("openvino") is not None:
+            print("memory: breakdown, the float32 OpenVINO engine in a process without torch", flush=True)
+            graph_path = pathlib.Path(scratch) / "superpoint_float32.xml"
+            save_float_graph(weights, graph_path)
+            breakdowns.append(breakdown(str(graph_path), ENGINE_ONLY, scratch))
     print("memory: batch speed, image by image against compiled for batch 2", flush=True)
     speed = batch_speed(weights)
     ratio = speed["image by image"] / speed["compiled for batch 2"]
     speed_line = (
-        f"OpenVINO float32, one 2-frame 480×640 batch, median of 15 interleaved runs: image by image "
+        f"OpenVINO float32, one 2-frame 480×640 batch, median of {SPEED_RUNS} interleaved runs: image by image "
         f"{speed['image by image']:.0f} ms, compiled for batch 2 {speed['compiled for batch 2']:.0f} ms "
         f"(ratio {ratio:.2f})."
     )
@@ -251,15 +296,19 @@ def format_node_table(rows: list[dict]) -> str:
 
 
 def format_breakdown(breakdowns: list[dict]) -> str:
-    """The steps side by side, one column pair per precision."""
-    header = " | ".join(f"{entry['precision']}: RSS MB (+ step)" for entry in breakdowns)
-    lines = [f"| step (one process) | {header} |", "|---|" + "---|" * len(breakdowns)]
-    for index, step in enumerate(breakdowns[0]["steps"]):
+    """The steps side by side, one column per process (a step it did not take: –)."""
+    header = " | ".join(f"{entry['precision']}: RSS MB (+ step; anonymous)" for entry in breakdowns)
+    lines = [f"| step (one process each) | {header} |", "|---|" + "---|" * len(breakdowns)]
+    names = list(dict.fromkeys(step["stage"] for entry in breakdowns for step in entry["steps"]))
+    for name in names:
         cells = []
         for entry in breakdowns:
-            other = entry["steps"][index]
-            cells.append(f"{other['rss_mb']:.0f} ({other['added_mb']:+.0f}; anon {other['anon_mb']:.0f})")
-        lines.append(f"| {step['stage']} | " + " | ".join(cells) + " |")
+            step = next((step for step in entry["steps"] if step["stage"] == name), None)
+            if step is None:
+                cells.append("–")
+            else:
+                cells.append(f"{step['rss_mb']:.0f} ({step['added_mb']:+.0f}; {step['anon_mb']:.0f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     notes = [
         f"{entry['precision']}: weights {entry['weights_mb']:.1f} MB; tooling imported at run time: "
         f"{', '.join(entry['tooling_imported']) or 'none'}"
