@@ -299,7 +299,13 @@ def format_breakdown(breakdowns: list[dict]) -> str:
     """The steps side by side, one column per process (a step it did not take: –)."""
     header = " | ".join(f"{entry['precision']}: RSS MB (+ step; anonymous)" for entry in breakdowns)
     lines = [f"| step (one process each) | {header} |", "|---|" + "---|" * len(breakdowns)]
-    names = list(dict.fromkeys(step["stage"] for entry in breakdowns for step in entry["steps"]))
+    names: list[str] = []
+    for entry in breakdowns:
+        for index, step in enumerate(entry["steps"]):
+            if step["stage"] not in names:
+                # After the step that came before it in its own process.
+                previous = entry["steps"][index - 1]["stage"] if index else None
+                names.insert(names.index(previous) + 1 if previous in names else len(names), step["stage"])
     for name in names:
         cells = []
         for entry in breakdowns:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from superpoint_ros.bench_memory import TARGETS_MB, format_node_table, process_memory
+from superpoint_ros.bench_memory import TARGETS_MB, format_breakdown, format_node_table, process_memory
 
 MEGABYTES = 100
 
@@ -60,6 +60,26 @@ def test_the_node_table_judges_each_row_by_the_issues_target_and_leaves_others_u
     assert "≤ 600: FAIL" in lines[1]
     assert "≤ 500: PASS" in lines[2]
     assert "| 900 | 600 / 300 | 901 | – |" in lines[3]
+
+
+def test_the_breakdown_puts_a_step_of_one_process_only_after_its_predecessor_and_dashes_the_others():
+    def entry(name: str, steps: list[tuple[str, float]]) -> dict:
+        return {
+            "precision": name,
+            "steps": [{"stage": stage, "rss_mb": rss, "added_mb": 1.0, "anon_mb": 2.0} for stage, rss in steps],
+            "weights_mb": 5.2,
+            "tooling_imported": [],
+        }
+
+    table = format_breakdown(
+        [
+            entry("with torch", [("python", 15), ("torch", 380), ("first frame", 700)]),
+            entry("without", [("python", 15), ("engine compiled", 216), ("first frame", 389)]),
+        ]
+    )
+    rows = [line.split(" | ") for line in table.splitlines()[2:6]]
+    assert [row[0] for row in rows] == ["| python", "| engine compiled", "| torch", "| first frame"]
+    assert rows[1][1:] == ["–", "216 (+1; 2) |"] and rows[2][1:] == ["380 (+1; 2)", "– |"]
 
 
 def test_openvino_runs_a_batch_image_by_image_in_one_compiled_model(hf_weights):
