@@ -165,9 +165,9 @@ class OpenVinoNetwork:
     The float graph is built from the module's parameters (no tracing, so building takes
     milliseconds), and compiled for each new image size at batch 1; the last few compiled sizes
     are kept. A batch runs image by image through that one compiled model: a model compiled for
-    batch B holds B images' intermediate activations (about 190 MB per 480×640 image), and one
-    for each batch size would add up (two cameras: batch 1 and 2, +360 MB), while a batch of 2
-    takes no longer as two batches of 1 on the CPU (BENCHMARKS.md, "Memory").
+    batch B holds B images' intermediate activations (about 165 MB per 480×640 image), and one
+    for each batch size would add up (two cameras: batch 1 and 2, +356 MB of RSS), while a batch
+    of 2 takes as long as two batches of 1 on the CPU (BENCHMARKS.md, "Detector node memory").
     Calls are serialised: an OpenVINO infer request is not re-entrant.
     """
 
