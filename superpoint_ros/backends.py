@@ -11,7 +11,7 @@ Each runs either network: Magic Leap's (`model.SuperPoint`) or the MIT one
   precision (not measured yet: no GPU was at hand). On the CPU it keeps
   PyTorch's default layout, whose scores are bit-identical to the reference implementation's.
 - `openvino`: the same layers rebuilt as an OpenVINO graph from the module's parameters, compiled
-  once per input shape. About three times as fast as PyTorch on a 2-core AVX-512 CPU, in
+  once per image size. About three times as fast as PyTorch on a 2-core AVX-512 CPU, in
   float32. Its descriptor map comes out channels-last (a permuted view, same shape), which
   halves the time of descriptor sampling (`keypoints.sample_descriptors`). Its scores differ
   from PyTorch's by float rounding (up to ~1e-7), which can only matter where pixels of a
@@ -197,7 +197,11 @@ class OpenVinoNetwork:
     the int8 `graph` that `superpoint_ros.quantization` made of it for `precision="int8"`.
 
     The float graph is built from the module's parameters (no tracing, so building takes
-    milliseconds), and compiled for each new input shape; the last few compiled shapes are kept.
+    milliseconds), and compiled for each new image size at batch 1; the last few compiled sizes
+    are kept. A batch runs image by image through that one compiled model: a model compiled for
+    batch B holds B images' intermediate activations (about 165 MB per 480×640 image), and one
+    for each batch size would add up (two cameras: batch 1 and 2, +356 MB of RSS), while a batch
+    of 2 takes as long as two batches of 1 on the CPU (BENCHMARKS.md, "Detector node memory").
     Calls are serialised: an OpenVINO infer request is not re-entrant.
     """
 
@@ -220,29 +224,34 @@ class OpenVinoNetwork:
         self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _request_for(self, shape: tuple[int, ...]):
-        request = self._requests.get(shape)
+    def _request_for(self, size: tuple[int, int]):
+        request = self._requests.get(size)
         if request is None:
             graph = self._graph.clone()
-            graph.reshape({0: self._openvino.PartialShape(list(shape))})
+            graph.reshape({0: self._openvino.PartialShape([1, 1, *size])})
             compiled = self._core.compile_model(graph, "CPU", self._config)
             request = compiled.create_infer_request()
-            self._requests[shape] = request
+            self._requests[size] = request
             if len(self._requests) > self.kept_shapes:
                 self._requests.popitem(last=False)
         else:
-            self._requests.move_to_end(shape)
+            self._requests.move_to_end(size)
         return request
 
     def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = np.ascontiguousarray(grey.numpy(force=True))
+        scores = descriptors = None
         with self._lock:
-            request = self._request_for(pixels.shape)
-            # share_outputs=False copies the results out of the request's buffers, which the
-            # next call overwrites.
-            outputs = request.infer({0: pixels}, share_inputs=True, share_outputs=False)
+            request = self._request_for(pixels.shape[-2:])
+            for index in range(len(pixels)):
+                # share_outputs: views of the request's buffers, copied out before the next image.
+                outputs = request.infer({0: pixels[index : index + 1]}, share_inputs=True, share_outputs=True)
+                if scores is None:
+                    scores = np.empty((len(pixels), *outputs[0].shape[1:]), outputs[0].dtype)
+                    descriptors = np.empty((len(pixels), *outputs[1].shape[1:]), outputs[1].dtype)
+                scores[index], descriptors[index] = outputs[0][0], outputs[1][0]
         # `(B, h, w, D)` seen as `(B, D, h, w)`: the module's shape with channels-last strides.
-        return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1]).permute(0, 3, 1, 2)
+        return torch.from_numpy(scores), torch.from_numpy(descriptors).permute(0, 3, 1, 2)
 
 
 class OnnxRuntimeNetwork:

@@ -391,6 +391,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="run the ROS node benchmark too (default: when rclpy and our messages import, except with --quick)",
     )
+    parser.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the node's memory too (`bench_memory`; default: as --node)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.batches, args.runs = "480x640", "1", args.runs or 5
@@ -401,6 +407,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args.calibration_shape = tuple(int(side) for side in args.calibration_shape.lower().split("x"))
     if args.node is None:
         args.node = not args.quick and _ros_available()
+    if args.memory is None:
+        args.memory = args.node
     if args.devices == "auto":
         args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     else:
@@ -563,14 +571,25 @@ def main(argv: list[str] | None = None) -> int:
 
             print("node benchmark: 480×640, 1 and 2 cameras, over DDS", flush=True)
             record["node"] = run_node_benchmark(weights)
+        if args.memory:
+            from superpoint_ros.bench_memory import run_memory_benchmark
+
+            offered = precisions_offered("cpu", "auto", args.precision)[0]
+            precisions = tuple(name for name in ("float32", "int8") if name in offered)
+            print(f"memory benchmark: the node's RSS after warm-up, 480×640, {', '.join(precisions)}", flush=True)
+            record["memory"] = run_memory_benchmark(weights, precisions)
     record["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     print()
     print(record["table"])
     if "node" in record:
         print()
         print(record["node"]["table"])
+    if "memory" in record:
+        print()
+        print(record["memory"]["table"])
     if not args.no_write:
-        for path in write_reports(args.output_dir, record, record["table"] + _node_section(record)):
+        entry = record["table"] + _node_section(record) + _memory_section(record)
+        for path in write_reports(args.output_dir, record, entry):
             print(f"wrote {path}")
     return 0
 
@@ -579,6 +598,15 @@ def _node_section(record: dict) -> str:
     if "node" not in record:
         return ""
     return "\n\nNode benchmark (ROS 2 graph, one process):\n\n" + record["node"]["table"]
+
+
+def _memory_section(record: dict) -> str:
+    if "memory" not in record:
+        return ""
+    return (
+        f"\n\nMemory ({record['machine']['cpu']}; `bench_memory`, each process measured on its own):\n\n"
+        + record["memory"]["table"]
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ and at least ten outputs per camera, the node's RSS, threads and open descriptor
 from /proc, then again after `--duration` seconds. Then the cameras stop and the node gets
 SIGINT. Frame counts come from the cameras' exit lines, the node's statistics log lines and the
 outputs received here. Targets (PASS/FAIL each): p99 latency ≤ 2.2 × one batch's inference (a
-frame waits at most one inference, then runs one), RSS growth ≤ 5 %, threads and descriptors
+frame waits at most one inference, then runs one), RSS growth ≤ 5 %, RSS after warm-up ≤ 600 MB
+(issue 17's budget for float32 and two cameras; `bench_memory` breaks it down), threads and descriptors
 flat, no ERROR/FATAL/Traceback line from any process, exit 0 within 10 s of SIGINT.
 
 Writes `benchmarks/soak-<date>.json` and appends an entry to BENCHMARKS.md.
@@ -63,7 +64,8 @@ STATISTICS_PATTERN = re.compile(
 )
 CLEAN_STOP_S = 10.0
 WARMUP_OUTPUTS = 10
-TARGETS = {"p99_over_inference": 2.2, "rss_growth": 0.05}
+TARGETS = {"p99_over_inference": 2.2, "rss_growth": 0.05, "rss_after_warmup_mb": 600}
+MIB_IN_MB = 1024 * 1024 / 1e6
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -93,10 +95,11 @@ def batch_inference_s(weights: str) -> float:
 
 
 def resources(pid: int) -> dict:
-    """RSS (MiB), thread count and open file descriptors of process `pid`."""
+    """RSS and its peak so far (MiB), thread count and open file descriptors of process `pid`."""
     status = dict(line.split(":", 1) for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines())
     return {
         "rss_mib": int(status["VmRSS"].split()[0]) / 1024,
+        "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
         "threads": int(status["Threads"]),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
     }
@@ -366,6 +369,9 @@ def summarise(raw: dict, inference_s: float) -> dict:
         f"p99 latency ≤ {TARGETS['p99_over_inference']} × batch inference": p99_ms
         <= TARGETS["p99_over_inference"] * inference_s * 1e3,
         f"RSS growth ≤ {TARGETS['rss_growth']:.0%} after warm-up": rss_growth <= TARGETS["rss_growth"],
+        # Issue 17: float32, two 480×640 cameras; stated in MB (10⁶ bytes).
+        f"RSS after warm-up ≤ {TARGETS['rss_after_warmup_mb']} MB": start["rss_mib"] * MIB_IN_MB
+        <= TARGETS["rss_after_warmup_mb"],
         "threads flat": end["threads"] == start["threads"],
         "file descriptors flat": end["fds"] == start["fds"],
         "zero errors": not errors,
@@ -435,7 +441,9 @@ def report(record: dict) -> str:
         + ", ".join(f"{name} {seconds:.0f}" for name, seconds in cpu.items())
         + f", everything else on the machine {machine_cpu_s - sum(cpu.values()):.0f}",
         f"- Node process after warm-up → end: RSS {start['rss_mib']:.0f} → {end['rss_mib']:.0f} MiB "
-        f"({resources_['rss_growth']:+.1%}), threads {start['threads']} → {end['threads']}, "
+        f"({start['rss_mib'] * MIB_IN_MB:.0f} → {end['rss_mib'] * MIB_IN_MB:.0f} MB, "
+        f"{resources_['rss_growth']:+.1%}; peak {end['peak_rss_mib'] * MIB_IN_MB:.0f} MB), "
+        f"threads {start['threads']} → {end['threads']}, "
         f"fds {start['fds']} → {end['fds']}",
         f"- Parameter changes: {parameters['sent']} sent, {parameters['accepted']} accepted, "
         f"{parameters['refused']} refused, {parameters['unanswered_5s']} unanswered in 5 s; reply p50 "

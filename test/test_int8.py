@@ -6,6 +6,7 @@ SuperPoint is with trained weights. Calibration and detection run at 120×160 (`
 these tests to seconds.
 """
 
+import subprocess
 import sys
 import time
 
@@ -129,6 +130,21 @@ def test_a_second_start_loads_the_cached_model_without_quantising(weights, tmp_p
     # Other calibration images are another model.
     with pytest.raises(AssertionError, match="cache was not used"):
         int8_detector(weights, tmp_path, calibration_count=3)
+
+
+def test_a_start_from_the_cache_does_not_import_nncf(weights, tmp_path):
+    # NNCF costs ~36 MB of RSS in the node; only quantising needs it. A fresh process, since
+    # this one has imported it already.
+    int8_detector(weights, tmp_path, calibration_count=2)
+    start = (
+        "import sys; from superpoint_ros.detector import Detector; "
+        f"detector = Detector(weights={weights!r}, device='cpu', precision='int8', resize={SIZE}, "
+        f"quantization_cache_dir={str(tmp_path)!r}, calibration_count=2); "
+        "print(detector.precision, 'nncf' in sys.modules)"
+    )
+    completed = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split()[-2:] == ["int8", "False"]
 
 
 def test_frame_calibration_runs_float32_until_the_int8_network_takes_over(weights, tmp_path, monkeypatch):
