@@ -17,10 +17,10 @@ lint: setup
 	./scripts/run.sh ruff check .
 
 demo: setup
-	./scripts/run.sh python -m superpoint_ros.demo $(ARGS)
+	./scripts/run.sh python -m superpoint_ros.tools.demo $(ARGS)
 
 bench: setup
-	./scripts/run.sh python -m superpoint_ros.bench $(ARGS)
+	./scripts/run.sh python -m superpoint_ros.tools.bench $(ARGS)
 
 # No setup: the GPU machine runs it with its own python3 from a plain copy of the tree.
 gpu-check:
@@ -32,4 +32,4 @@ clean:
 # Minutes of overload against the node in its own process; `ARGS="--duration 60"` for a short one.
 .PHONY: soak
 soak: setup
-	./scripts/run.sh python -m superpoint_ros.soak $(ARGS)
+	./scripts/run.sh python -m superpoint_ros.tools.soak $(ARGS)

@@ -65,8 +65,8 @@ def _recording(declared: dict[str, tuple]):
 
 def declarations() -> dict[str, list[Declaration]]:
     """Every parameter our two nodes declare, by node name, in declaration order."""
-    from superpoint_ros.node import DetectorNode
-    from superpoint_ros.tracker_node import TrackerNode
+    from superpoint_ros.ros.node import DetectorNode
+    from superpoint_ros.ros.tracker_node import TrackerNode
 
     context = Context()
     # A domain above the tests' (1-100) and the launch recipes' (101-220): nothing is spun, but

@@ -1,6 +1,6 @@
 """Our messages as `rosbags` builds and serialises them, with no ROS install.
 
-`superpoint_ros.ros_messages` fills rclpy messages for the nodes; this module fills the same
+`superpoint_ros.ros.ros_messages` fills rclpy messages for the nodes; this module fills the same
 fields of `rosbags`' message classes, so that `superpoint-bag` writes what the nodes publish
 (test/test_bags.py reads the bag's CDR back with rclpy and compares it with the nodes' messages
 field by field; the raw bytes differ only in CDR padding, which Fast CDR leaves unset). The message types

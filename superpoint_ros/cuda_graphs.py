@@ -23,7 +23,7 @@ dropped. A node whose batch alternates between 1 and 2 frames (two cameras) thus
 graphs and captures no more.
 
 Not yet run on a GPU (none was at hand when this was written): `python -m
-superpoint_ros.gpu_check` compares it with the eager pipeline and times both.
+superpoint_ros.tools.gpu_check` compares it with the eager pipeline and times both.
 """
 
 import contextlib

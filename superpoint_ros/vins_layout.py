@@ -9,7 +9,7 @@
   are more than 5 channels; they are zero here, so that those reads stay in bounds.
 - With two cameras, an id seen by both appears twice, camera 0 first; no id is in camera 1 only.
 
-`superpoint_ros.ros_messages.point_cloud_message` puts these arrays into the message.
+`superpoint_ros.ros.ros_messages.point_cloud_message` puts these arrays into the message.
 """
 
 import dataclasses

@@ -1,7 +1,7 @@
 """A camera driver stand-in for the launch recipes, in its own process:
 `python test/camera_info_sim.py --image TOPIC --info TOPIC [--image TOPIC --info TOPIC] ...`
 
-Publishes `superpoint_ros.camera_sim`'s moving-camera frames on each `--image` topic and a
+Publishes `superpoint_ros.tools.camera_sim`'s moving-camera frames on each `--image` topic and a
 calibrated CameraInfo (pinhole, no distortion) on the matching `--info` topic, reliable like
 the RealSense and ZED drivers. With two cameras each tick sends both frames with one header
 stamp, as a hardware-synchronised stereo pair does (the tracker pairs stereo frames by stamp);
@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo
 
-from superpoint_ros.camera_sim import parse_arguments, render
+from superpoint_ros.tools.camera_sim import parse_arguments, render
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

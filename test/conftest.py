@@ -49,7 +49,7 @@ def memoised_reference_model(weights: pathlib.Path):
     """transformers' SuperPoint with `weights`, its encoder computing each distinct input once
     (`helpers.MemoisedForward`): the parity tests feed it the same images under many settings."""
     pytest.importorskip("transformers")
-    from superpoint_ros.reference import load_reference_model
+    from superpoint_ros.tools.reference import load_reference_model
 
     from helpers import MemoisedForward
 
@@ -132,7 +132,7 @@ def start_node(graph, request):
     `start_node(cli_args=None, **parameters) -> (node, namespace)`. They are removed after the test."""
     from rclpy.parameter import Parameter
 
-    from superpoint_ros.node import DetectorNode
+    from superpoint_ros.ros.node import DetectorNode
 
     started = []
 

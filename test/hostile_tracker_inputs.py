@@ -22,7 +22,7 @@ from std_msgs.msg import Header
 
 from superpoint_ros.detector import Detections
 from superpoint_ros.msg import FeatureTracks, KeypointArray
-from superpoint_ros.ros_messages import keypoint_array_message
+from superpoint_ros.ros.ros_messages import keypoint_array_message
 
 WIDTH, HEIGHT = 320, 240
 POINTS = 200

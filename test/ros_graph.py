@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.ros_messages import detections_from_message
+from superpoint_ros.ros.ros_messages import detections_from_message
 
 WAIT_S = 20.0
 

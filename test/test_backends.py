@@ -25,7 +25,7 @@ from helpers import CONFIGURATIONS, DESCRIPTOR_TOLERANCE, FULL_RESOLUTION_CONFIG
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("openvino")
 
-from superpoint_ros.reference import check_against_reference, unexplained_differences  # noqa: E402
+from superpoint_ros.tools.reference import check_against_reference, unexplained_differences  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -26,8 +26,8 @@ from superpoint_ros import bags
 from superpoint_ros.detector import Detector
 from superpoint_ros.image_codec import encode_image
 from superpoint_ros.msg import FeatureTracks, KeypointArray
-from superpoint_ros.ros_messages import image_message
-from superpoint_ros.tracker_node import TrackerNode
+from superpoint_ros.ros.ros_messages import image_message
+from superpoint_ros.ros.tracker_node import TrackerNode
 
 from conftest import structured_image
 from ros_graph import wait_until
@@ -737,7 +737,7 @@ def test_an_unreadable_parameters_file_gives_one_line_and_exit_code_2(tmp_path, 
 
 
 def test_the_throughput_benchmark_prints_a_section_with_both_rates_per_round(capsys):
-    from superpoint_ros import bench_bags
+    from superpoint_ros.tools import bench_bags
 
     options = ["--frames", "2", "--size", "32x48", "--batch", "2", "--rounds", "2", "--weights", "random"]
     assert bench_bags.main([*options, "--input", "jpeg"]) == 0

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from superpoint_ros.batcher import FrameBatcher
+from superpoint_ros.ros.batcher import FrameBatcher
 
 WAIT_S = 20.0
 

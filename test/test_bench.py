@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from superpoint_ros import bench
 from superpoint_ros.detector import Detections, Detector
+from superpoint_ros.tools import bench
 
 pytest.importorskip("transformers")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from superpoint_ros.bench_memory import TARGETS_MB, format_breakdown, format_node_table, process_memory
+from superpoint_ros.tools.bench_memory import TARGETS_MB, format_breakdown, format_node_table, process_memory
 
 MEGABYTES = 100
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from superpoint_ros.bench_tracking import (
+from superpoint_ros.tools.bench_tracking import (
     HEIGHT,
     SCENE_SHAPE,
     WIDTH,
@@ -11,8 +11,8 @@ from superpoint_ros.bench_tracking import (
     time_trackers,
     world_quality,
 )
-from superpoint_ros.scenes import camera_homography
-from superpoint_ros.synthetic_world import OUTLIER
+from superpoint_ros.tools.scenes import camera_homography
+from superpoint_ros.tools.synthetic_world import OUTLIER
 
 
 def test_benchmark_frames_hold_the_keypoint_count_with_unit_descriptors():

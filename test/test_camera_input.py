@@ -6,9 +6,9 @@ import time
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from superpoint_ros.camera_input import SHARED_MEMORY_SEGMENT_BYTES, FrameSize, silence_cause
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.ros_messages import image_message
+from superpoint_ros.ros.camera_input import SHARED_MEMORY_SEGMENT_BYTES, FrameSize, silence_cause
+from superpoint_ros.ros.ros_messages import image_message
 
 from conftest import structured_image
 from ros_graph import header, wait_until

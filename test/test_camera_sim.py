@@ -14,9 +14,9 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from superpoint_ros.camera_sim import DISTINCT_FRAMES
-from superpoint_ros.image_messages import decode_image_message
-from superpoint_ros.scenes import camera_view, draw_scene
+from superpoint_ros.ros.image_messages import decode_image_message
+from superpoint_ros.tools.camera_sim import DISTINCT_FRAMES
+from superpoint_ros.tools.scenes import camera_view, draw_scene
 
 from ros_graph import Graph, private_domain_id, wait_until
 
@@ -30,7 +30,15 @@ CASES = {
 
 
 def start(topic: str, arguments: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "superpoint_ros.camera_sim", "--topic", topic, "--frame-id", f"{topic}_optical"]
+    command = [
+        sys.executable,
+        "-m",
+        "superpoint_ros.tools.camera_sim",
+        "--topic",
+        topic,
+        "--frame-id",
+        f"{topic}_optical",
+    ]
     command += ["--height", str(HEIGHT), "--width", str(WIDTH), "--rate", "20", *arguments]
     environment = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id())}
     return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -112,7 +120,7 @@ def test_a_camera_process_imports_neither_torch_nor_the_detector():
     # A camera driver stand-in pays for rclpy and OpenCV only; the checks below run in a fresh
     # interpreter because this one has long imported torch.
     check = (
-        "import sys, superpoint_ros.camera_sim, superpoint_ros.image_codec, superpoint_ros.image_messages; "
+        "import sys, superpoint_ros.tools.camera_sim, superpoint_ros.image_codec, superpoint_ros.ros.image_messages; "
         "print(sorted(m for m in ('torch', 'openvino', 'transformers', 'superpoint_ros.detector') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)

@@ -103,6 +103,12 @@ def test_pip_wheel_declares_the_superpoint_detect_command(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+        sources = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
+    # The core only: no module of the ROS layer or the tools, none that imports rclpy or transformers.
+    assert not [n for n in sources if n.startswith(("superpoint_ros/ros/", "superpoint_ros/tools/"))]
+    assert not [n for n, text in sources.items() if "import rclpy" in text or "from rclpy" in text]
+    assert not [n for n, text in sources.items() if "import transformers" in text or "from transformers" in text]
+    assert {"superpoint_ros/node.py", "superpoint_ros/tracker_node.py"}.isdisjoint(sources)
     assert "superpoint-detect = superpoint_ros.cli:main" in entry_points
     assert "superpoint-export = superpoint_ros.export:main" in entry_points
     assert "superpoint-bag = superpoint_ros.bags:main" in entry_points

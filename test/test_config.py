@@ -10,7 +10,7 @@ from ament_index_python.packages import get_package_share_directory
 from rclpy.context import Context
 
 from superpoint_ros.backends import resolve_backend
-from superpoint_ros.node import DetectorNode
+from superpoint_ros.ros.node import DetectorNode
 
 from ros_graph import private_domain_id
 
@@ -71,7 +71,7 @@ def test_the_two_camera_config_publishes_per_camera_topics(node_from):
 
 
 def test_the_vins_fusion_stereo_config_sets_up_both_nodes_for_a_stereo_pair(node_from):
-    from superpoint_ros.tracker_node import TrackerNode
+    from superpoint_ros.ros.tracker_node import TrackerNode
 
     parameters = yaml.safe_load((CONFIG / "vins_fusion_stereo.yaml").read_text())
     detector = node_from("vins_fusion_stereo.yaml")

@@ -2,7 +2,7 @@
 its fixed keypoint capacity and packed results, the capacity growth when a batch finds more
 keypoints than fit, the graph cache (eviction, batches alternating 1 and 2), the capture's
 error handling and the detector's fallback. The capture and replay themselves need a GPU
-(`superpoint_ros.gpu_check`)."""
+(`superpoint_ros.tools.gpu_check`)."""
 
 import contextlib
 import dataclasses

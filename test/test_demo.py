@@ -1,4 +1,4 @@
-"""`make demo` (`python -m superpoint_ros.demo`) as a user runs it, on small frames."""
+"""`make demo` (`python -m superpoint_ros.tools.demo`) as a user runs it, on small frames."""
 
 import os
 import subprocess
@@ -13,7 +13,7 @@ SMALL = ["--frames", "3", "--height", "64", "--width", "80", "--overlays", "2"]
 
 def run_demo(arguments: list[str]) -> subprocess.Popen:
     environment = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id()), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "superpoint_ros.demo", *arguments]
+    command = [sys.executable, "-m", "superpoint_ros.tools.demo", *arguments]
     return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

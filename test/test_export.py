@@ -16,7 +16,7 @@ onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("transformers")
 
-from superpoint_ros.reference import reference_raw_scores  # noqa: E402
+from superpoint_ros.tools.reference import reference_raw_scores  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The CUDA paths' device-agnostic parts, run on the CPU: cuDNN and TF32 switches set in a scope
 and restored, ONNX Runtime's IO binding (the code that keeps results on a GPU, here on the CPU
 provider) against a plain session, the CUDA version mismatch line, and the device guard. What
-needs a GPU is checked by `superpoint_ros.gpu_check`."""
+needs a GPU is checked by `superpoint_ros.tools.gpu_check`."""
 
 import threading
 

@@ -1,7 +1,19 @@
-"""The light modules stay light: a camera stand-in, the codec, the drawing and the messages load no
-torch, and no module of the package imports another that imports it back."""
+"""The package's three layers, the direction of their imports, and the light modules staying light.
+
+- the core (modules directly in `superpoint_ros/`) imports neither the ROS layer nor the tools, and
+  loads no rclpy;
+- the ROS layer (`superpoint_ros/ros/`) imports the core, never the tools;
+- the tools (`superpoint_ros/tools/`) may import both;
+- no import cycle between the package's modules, counting imports inside functions and under
+  `TYPE_CHECKING`;
+- a camera stand-in and the image codec load no torch.
+
+The two forwarding modules kept for `python -m superpoint_ros.node` / `.tracker_node` are the one
+exception to the first rule, and are checked to forward and nothing more.
+"""
 
 import ast
+import os
 import pathlib
 import subprocess
 import sys
@@ -9,13 +21,117 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "superpoint_ros"
+FORWARDERS = {"superpoint_ros.node", "superpoint_ros.tracker_node"}
 
 
-def loaded_after_import(module: str) -> set[str]:
-    """The top-level packages a fresh interpreter holds after `import module`."""
-    code = f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+def module_name(path: pathlib.Path) -> str:
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+    return ".".join(parts)
+
+
+def package_modules() -> dict[str, pathlib.Path]:
+    return {
+        module_name(path): path
+        for path in PACKAGE.rglob("*.py")
+        if "msg" not in path.relative_to(PACKAGE).parts and "__pycache__" not in path.parts
+    }
+
+
+MODULES = package_modules()
+
+
+def layer(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in ("ros", "tools") else "core"
+
+
+def imported_modules(path: pathlib.Path, known=None) -> set[str]:
+    """Every `superpoint_ros` module that `path` imports anywhere (module level, functions,
+    TYPE_CHECKING blocks: they hide a cycle, they do not break it), resolved to the modules of
+    `known` (default: the package's)."""
+    known = MODULES if known is None else known
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            candidates = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {name for name in candidates if name in known and name.startswith("superpoint_ros.")}
+    return found - {"superpoint_ros"}
+
+
+GRAPH = {name: imported_modules(path) for name, path in MODULES.items()}
+
+
+def test_the_package_has_the_three_layers():
+    layers = {layer(name) for name in MODULES}
+    assert layers == {"core", "ros", "tools"}
+    assert "superpoint_ros.detector" in MODULES and "superpoint_ros.ros.node" in MODULES
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - FORWARDERS))
+def test_imports_point_from_tools_to_ros_to_core(name):
+    allowed = {"core": {"core"}, "ros": {"core", "ros"}, "tools": {"core", "ros", "tools"}}[layer(name)]
+    wrong = {target for target in GRAPH[name] if layer(target) not in allowed}
+    assert not wrong, f"{name} ({layer(name)}) imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize("name", sorted(FORWARDERS))
+def test_a_forwarding_module_only_re_exports_its_ros_node(name):
+    assert GRAPH[name] == {name.replace("superpoint_ros.", "superpoint_ros.ros.")}
+    assert len(MODULES[name].read_text().splitlines()) <= 12
+
+
+def test_no_import_cycle_between_package_modules():
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(name, path):
+        state[name] = "open"
+        for target in sorted(GRAPH[name]):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target] if target in path else [name, target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[name] = "done"
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_cycle_check_sees_an_import_hidden_in_a_function(tmp_path):
+    (tmp_path / "a.py").write_text("from superpoint_ros.b import x\n")
+    (tmp_path / "b.py").write_text("def f():\n    from superpoint_ros.a import y\n")
+    known = {"superpoint_ros.a", "superpoint_ros.b"}
+    assert imported_modules(tmp_path / "a.py", known) == {"superpoint_ros.b"}
+    assert imported_modules(tmp_path / "b.py", known) == {"superpoint_ros.a"}
+
+
+def loaded_after_import(modules: list[str]) -> set[str]:
+    """Top-level names in `sys.modules` after a fresh interpreter imports `modules`."""
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules)
+    code += "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
     return set(result.stdout.split())
+
+
+def test_importing_every_core_module_loads_no_rclpy():
+    core = sorted(name for name in MODULES if layer(name) == "core" and name not in FORWARDERS)
+    loaded = loaded_after_import(core)
+    assert "superpoint_ros" in loaded
+    assert "rclpy" not in loaded
+
+
+def test_the_camera_stand_in_and_the_image_codec_load_no_torch():
+    loaded = loaded_after_import(["superpoint_ros.tools.camera_sim", "superpoint_ros.image_codec"])
+    assert "rclpy" in loaded  # the camera stand-in is a ROS publisher: the check imported it
+    assert "torch" not in loaded
 
 
 @pytest.mark.parametrize(
@@ -24,54 +140,17 @@ def loaded_after_import(module: str) -> set[str]:
         "superpoint_ros.feature_types",
         "superpoint_ros.image_codec",
         "superpoint_ros.drawing",
-        "superpoint_ros.ros_messages",
-        "superpoint_ros.camera_sim",
-        "superpoint_ros.batcher",
-        "superpoint_ros.parameters",
-        "superpoint_ros.node",
-        "superpoint_ros.detector_parameters",
-        "superpoint_ros.tracker_parameters",
+        "superpoint_ros.ros.ros_messages",
+        "superpoint_ros.tools.camera_sim",
+        "superpoint_ros.ros.batcher",
+        "superpoint_ros.ros.parameters",
+        "superpoint_ros.ros.node",
+        "superpoint_ros.ros.detector_parameters",
+        "superpoint_ros.ros.tracker_parameters",
     ],
 )
 def test_light_modules_load_no_torch(module):
-    assert "torch" not in loaded_after_import(module)
-
-
-def package_imports(path: pathlib.Path) -> set[str]:
-    """The `superpoint_ros` modules `path` imports, at any depth of its code (function-local and
-    `TYPE_CHECKING` imports included: they hide a cycle, they do not break it)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("superpoint_ros."):
-            names.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("superpoint_ros."))
-    return names - {"msg"}
-
-
-def test_no_module_of_the_package_takes_part_in_an_import_cycle():
-    graph = {path.stem: package_imports(path) for path in PACKAGE.glob("*.py")}
-    finished: set[str] = set()
-    cycles = []
-
-    def visit(module: str, trail: list[str]) -> None:
-        for imported in sorted(graph.get(module, ())):
-            if imported in trail:
-                cycles.append([*trail[trail.index(imported) :], imported])
-            elif imported not in finished:
-                visit(imported, [*trail, imported])
-        finished.add(module)
-
-    for module in sorted(graph):
-        if module not in finished:
-            visit(module, [module])
-    assert not cycles, f"import cycles: {cycles}"
-
-
-def test_the_cycle_check_sees_a_cycle_hidden_in_a_function(tmp_path):
-    (tmp_path / "a.py").write_text("from superpoint_ros.b import x\n")
-    (tmp_path / "b.py").write_text("def f():\n    from superpoint_ros.a import y\n")
-    assert package_imports(tmp_path / "a.py") == {"b"} and package_imports(tmp_path / "b.py") == {"a"}
+    assert "torch" not in loaded_after_import([module])
 
 
 def test_the_moved_names_are_still_importable_from_their_old_modules():
@@ -83,3 +162,35 @@ def test_the_moved_names_are_still_importable_from_their_old_modules():
     assert tracking.CameraTracks is feature_types.CameraTracks and tracking.VERIFICATIONS == feature_types.VERIFICATIONS
     assert images.MIN_SIDE == feature_types.MIN_SIDE == model.CELL_SIZE
     assert backends.BACKENDS == feature_types.BACKENDS and weights.RANDOM_WEIGHTS == feature_types.RANDOM_WEIGHTS
+
+
+@pytest.mark.parametrize(
+    ("module", "parameter", "reason"),
+    [
+        ("superpoint_ros.node", "input_qos:=fast", "input_qos must be one of"),
+        ("superpoint_ros.tracker_node", "verification:=magic", "verification must be one of"),
+    ],
+)
+def test_the_old_module_paths_still_start_the_nodes(module, parameter, reason):
+    """`python -m superpoint_ros.node` / `.tracker_node`, as scripts wrote it before the ROS layer
+    moved to `superpoint_ros.ros`: the node's own start-up runs and refuses a bad value in one line."""
+    environment = {**os.environ, "ROS_DOMAIN_ID": str(1 + os.getpid() % 100)}
+    command = [sys.executable, "-m", module, "--ros-args", "-p", parameter]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
+    assert result.returncode != 0
+    assert reason in result.stderr + result.stdout, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_python_entry_points_of_the_core_still_import():
+    from superpoint_ros.cli import main as detect_main
+    from superpoint_ros.detector import Detections, DetectionSettings, Detector
+    from superpoint_ros.export import main as export_main
+    from superpoint_ros.tracking import Tracker
+
+    assert all(callable(thing) for thing in (detect_main, export_main, Detector, Tracker))
+    assert DetectionSettings().nms_radius == 4 and Detections.__dataclass_fields__.keys() == {
+        "keypoints",
+        "scores",
+        "descriptors",
+    }

@@ -24,7 +24,7 @@ pytest.importorskip("openvino")
 nncf = pytest.importorskip("nncf")
 pytest.importorskip("transformers")
 
-from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights  # noqa: E402
+from superpoint_ros.tools.bench_scenes import benchmark_scene, benchmark_weights  # noqa: E402
 
 from helpers import agreement  # noqa: E402
 

@@ -26,7 +26,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from superpoint_ros.msg import KeypointArray  # noqa: E402
-from superpoint_ros.ros_messages import image_message  # noqa: E402
+from superpoint_ros.ros.ros_messages import image_message  # noqa: E402
 
 IMAGE_TOPIC = "/launch_test/camera/image_raw"
 KEYPOINTS_TOPIC = "/launch_test/keypoints"

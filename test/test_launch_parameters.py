@@ -96,7 +96,7 @@ def test_every_detector_section_follows_the_cameras_qos(name):
 
 def test_an_integer_for_a_double_stops_the_node_with_one_line_that_says_a_double_is_expected():
     started = subprocess.run(
-        [sys.executable, "-m", "superpoint_ros.tracker_node", "--ros-args", "-p", "vins_max_rate:=10"],
+        [sys.executable, "-m", "superpoint_ros.ros.tracker_node", "--ros-args", "-p", "vins_max_rate:=10"],
         capture_output=True,
         text=True,
         timeout=60,

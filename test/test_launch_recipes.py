@@ -36,7 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CAMERAS_DOC = ROOT / "docs" / "cameras.md"
 CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config"
 CAMERA_INFO_SIM = str(ROOT / "test" / "camera_info_sim.py")
-CAMERA_SIM = [sys.executable, "-m", "superpoint_ros.camera_sim", "--height", "120", "--width", "160"]
+CAMERA_SIM = [sys.executable, "-m", "superpoint_ros.tools.camera_sim", "--height", "120", "--width", "160"]
 CAMERA_SIM += ["--rate", "4", "--wait-for-subscriber", "0"]
 # Declared by rclpy in every node; not ours to document.
 RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}

@@ -19,11 +19,11 @@ from sensor_msgs.msg import Image
 
 from superpoint_ros.feature_types import Detections
 from superpoint_ros.msg import FeatureTracks, KeypointArray
-from superpoint_ros.node import NODE_NAME, ManagedDetectorNode, create
-from superpoint_ros.ros_messages import image_message, keypoint_array_message
-from superpoint_ros.ros_support import split_managed_flag
-from superpoint_ros.tracker_node import NODE_NAME as TRACKER_NODE_NAME
-from superpoint_ros.tracker_node import ManagedTrackerNode
+from superpoint_ros.ros.node import NODE_NAME, ManagedDetectorNode, create
+from superpoint_ros.ros.ros_messages import image_message, keypoint_array_message
+from superpoint_ros.ros.ros_support import split_managed_flag
+from superpoint_ros.ros.tracker_node import NODE_NAME as TRACKER_NODE_NAME
+from superpoint_ros.ros.tracker_node import ManagedTrackerNode
 
 from conftest import structured_image
 from ros_graph import header, private_domain_id, wait_until
@@ -191,7 +191,7 @@ def test_ros2_lifecycle_set_drives_the_executable_started_with_managed():
     namespace = f"/lifecycle_cli_{os.getpid()}"
     environment = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id() + 100), "HF_HUB_OFFLINE": "1"}
     node = subprocess.Popen(
-        [sys.executable, "-m", "superpoint_ros.node", "--managed", "--ros-args", "-r", f"__ns:={namespace}"]
+        [sys.executable, "-m", "superpoint_ros.ros.node", "--managed", "--ros-args", "-r", f"__ns:={namespace}"]
         + ["-p", "weights:=random", "-p", "device:=cpu"],
         env=environment,
         stdout=subprocess.PIPE,

@@ -18,13 +18,13 @@ import torch
 from rclpy.parameter import Parameter
 
 from superpoint_ros import export
-from superpoint_ros.bench import agreement
 from superpoint_ros.cuda_graphs import run_pipeline, unpack
 from superpoint_ros.detector import DetectionSettings, Detector
 from superpoint_ros.images import to_grey_batch
-from superpoint_ros.node import NODE_NAME
-from superpoint_ros.reference import compare, unexplained_differences
-from superpoint_ros.ros_messages import image_message
+from superpoint_ros.ros.node import NODE_NAME
+from superpoint_ros.ros.ros_messages import image_message
+from superpoint_ros.tools.bench import agreement
+from superpoint_ros.tools.reference import compare, unexplained_differences
 
 from conftest import structured_image
 from mit_weights import write_mit_pth

@@ -19,8 +19,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from superpoint_ros.detector import DetectionSettings, Detector
-from superpoint_ros.node import NODE_NAME, RUNTIME_PARAMETERS, DetectorNode
-from superpoint_ros.ros_messages import detections_from_message, image_message
+from superpoint_ros.ros.node import NODE_NAME, RUNTIME_PARAMETERS, DetectorNode
+from superpoint_ros.ros.ros_messages import detections_from_message, image_message
 
 from conftest import resized_grey, structured_image, through_resize
 from ros_graph import assert_detections_equal, connect, exchange, header, output_for, wait_until

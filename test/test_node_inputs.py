@@ -16,9 +16,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from superpoint_ros.detector import Detector
-from superpoint_ros.diagnostics import CameraHealth, camera_status
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.ros_messages import detections_from_message, image_message
+from superpoint_ros.ros.diagnostics import CameraHealth, camera_status
+from superpoint_ros.ros.ros_messages import detections_from_message, image_message
 
 from conftest import structured_image
 from ros_graph import header, wait_until

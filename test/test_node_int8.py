@@ -4,9 +4,9 @@ float32 answers until the int8 network is ready, then the node logs the switch a
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from superpoint_ros.bench_scenes import benchmark_scene
-from superpoint_ros.node import NODE_NAME
-from superpoint_ros.ros_messages import image_message
+from superpoint_ros.ros.node import NODE_NAME
+from superpoint_ros.ros.ros_messages import image_message
+from superpoint_ros.tools.bench_scenes import benchmark_scene
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")

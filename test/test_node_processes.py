@@ -1,7 +1,7 @@
 """The node and a camera driver as separate processes, the way robots run them: default Fast DDS
 settings, no profile file, the installed node with the shipped `config/detector.yaml`.
 
-The camera is `superpoint_ros.camera_sim`, the node `python -m superpoint_ros.node`, each in a
+The camera is `superpoint_ros.tools.camera_sim`, the node `python -m superpoint_ros.ros.node`, each in a
 child process; this process only counts the `KeypointArray`s and `/diagnostics` that come back
 and reads the node's log. Large frames between processes go over UDP loopback in fragments (the
 shared-memory segment is 512 KB), which a graph inside one process never exercises.
@@ -32,7 +32,7 @@ class NodeProcess(ChildProcess):
     """The node with the shipped parameter file, random weights on the CPU, in `namespace`."""
 
     def __init__(self, namespace: str, **parameters) -> None:
-        arguments = [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
+        arguments = [sys.executable, "-m", "superpoint_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
         arguments += ["--params-file", str(SHIPPED_CONFIG), "-p", "weights:=random", "-p", "device:=cpu"]
         for name, value in parameters.items():
             arguments += ["-p", f"{name}:={value}"]
@@ -41,10 +41,10 @@ class NodeProcess(ChildProcess):
 
 
 class CameraProcess(ChildProcess):
-    """`python -m superpoint_ros.camera_sim` publishing on `topic`."""
+    """`python -m superpoint_ros.tools.camera_sim` publishing on `topic`."""
 
     def __init__(self, topic: str, **options) -> None:
-        arguments = [sys.executable, "-m", "superpoint_ros.camera_sim", "--topic", topic]
+        arguments = [sys.executable, "-m", "superpoint_ros.tools.camera_sim", "--topic", topic]
         for name, value in options.items():
             arguments += [f"--{name.replace('_', '-')}", str(value)]
         super().__init__(arguments)
@@ -190,10 +190,10 @@ def test_compressed_frames_from_another_process_are_answered(graph, processes):
 
 
 class ChurnProcess(ChildProcess):
-    """`python -m superpoint_ros.qos_churn`: short-lived best-effort publishers on `topic`."""
+    """`python -m superpoint_ros.tools.qos_churn`: short-lived best-effort publishers on `topic`."""
 
     def __init__(self, topic: str, count: int, period_s: float, lifetime_s: float) -> None:
-        arguments = [sys.executable, "-m", "superpoint_ros.qos_churn", "--topic", topic, "--count", str(count)]
+        arguments = [sys.executable, "-m", "superpoint_ros.tools.qos_churn", "--topic", topic, "--count", str(count)]
         super().__init__(arguments + ["--period", str(period_s), "--lifetime", str(lifetime_s)])
 
 

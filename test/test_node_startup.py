@@ -16,8 +16,8 @@ import pytest
 import torch
 from ament_index_python.packages import get_package_prefix
 
-from superpoint_ros import node
-from superpoint_ros.node import NODE_NAME
+from superpoint_ros.ros import node
+from superpoint_ros.ros.node import NODE_NAME
 
 from ros_graph import private_domain_id
 
@@ -25,7 +25,7 @@ TIMEOUT_S = 120
 
 
 def start(arguments: list[str], executable: list[str] | None = None, preexec=None) -> subprocess.Popen:
-    command = (executable or [sys.executable, "-m", "superpoint_ros.node"]) + ["--ros-args", *arguments]
+    command = (executable or [sys.executable, "-m", "superpoint_ros.ros.node"]) + ["--ros-args", *arguments]
     environment = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id()), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
         command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec
@@ -80,7 +80,7 @@ def process_outcomes():
 
 @pytest.fixture
 def run_main(capfd, monkeypatch):
-    """`superpoint_ros.node.main` in this process, as the executable calls it with `--ros-args`:
+    """`superpoint_ros.ros.node.main` in this process, as the executable calls it with `--ros-args`:
     `run_main(arguments) -> (exit status, stdout, stderr)`. Like the processes, it runs on this
     test's domain; the signal handlers it installs are put back afterwards."""
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}

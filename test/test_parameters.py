@@ -12,9 +12,9 @@ import pytest
 from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
 
-from superpoint_ros import detector_parameters, tracker_parameters
-from superpoint_ros.detector_parameters import DetectorConfig
-from superpoint_ros.parameters import Spec, check_choices
+from superpoint_ros.ros import detector_parameters, tracker_parameters
+from superpoint_ros.ros.detector_parameters import DetectorConfig
+from superpoint_ros.ros.parameters import Spec, check_choices
 
 from ros_graph import private_domain_id
 
@@ -84,8 +84,8 @@ def test_the_backend_as_it_reads_back_with_its_provider_is_a_valid_configuration
 @pytest.mark.parametrize(
     ("module", "node_class", "parameter", "value", "reason"),
     [
-        ("superpoint_ros.node", "DetectorNode", "input_qos", "fast", "input_qos must be one of"),
-        ("superpoint_ros.tracker_node", "TrackerNode", "verification", "magic", "verification must be one of"),
+        ("superpoint_ros.ros.node", "DetectorNode", "input_qos", "fast", "input_qos must be one of"),
+        ("superpoint_ros.ros.tracker_node", "TrackerNode", "verification", "magic", "verification must be one of"),
     ],
 )
 def test_a_bad_configuration_stops_the_node_before_torch_is_imported(module, node_class, parameter, value, reason):

@@ -32,7 +32,7 @@ from helpers import (
 )
 
 transformers = pytest.importorskip("transformers")
-from superpoint_ros.reference import (  # noqa: E402
+from superpoint_ros.tools.reference import (  # noqa: E402
     compare,
     configure_reference,
     reference_detections,

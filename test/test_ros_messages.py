@@ -8,7 +8,7 @@ from sensor_msgs.msg import Image
 
 from superpoint_ros.detector import Detections
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.ros_messages import (
+from superpoint_ros.ros.ros_messages import (
     decode_image_message,
     detections_from_message,
     image_message,

@@ -4,7 +4,7 @@ rely on, so it is checked here against the rendered frames themselves."""
 import cv2
 import numpy as np
 
-from superpoint_ros.scenes import camera_homography, camera_view, draw_scene
+from superpoint_ros.tools.scenes import camera_homography, camera_view, draw_scene
 
 
 def test_a_scene_point_lands_where_the_homography_says_in_the_rendered_view():

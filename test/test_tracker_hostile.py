@@ -1,5 +1,5 @@
 """Hostile inputs against the installed tracker (issue 19): the tracker (`python -m
-superpoint_ros.tracker_node`) and a hostile publisher (`hostile_tracker_inputs.py`) each in
+superpoint_ros.ros.tracker_node`) and a hostile publisher (`hostile_tracker_inputs.py`) each in
 its own process, this one only listening. One tracker process serves every case of its group:
 the cases come one after another, each followed by a good frame, and the checks below read
 what came back and what the tracker logged.
@@ -44,7 +44,7 @@ def processes():
 
 class TrackerProcess(ChildProcess):
     def __init__(self, namespace: str, **parameters) -> None:
-        arguments = [sys.executable, "-m", "superpoint_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
+        arguments = [sys.executable, "-m", "superpoint_ros.ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
         for name, value in {"statistics_period": 0.0, **parameters}.items():
             arguments += ["-p", f"{name}:={value}"]
         super().__init__(arguments)

@@ -9,7 +9,7 @@ from sensor_msgs.msg import CameraInfo
 from superpoint_ros.camera_model import camera_model
 from superpoint_ros.detector import Detections
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.ros_messages import keypoint_array_message
+from superpoint_ros.ros.ros_messages import keypoint_array_message
 from superpoint_ros.tracker_inputs import (
     MAX_DESCRIPTOR_SIZE,
     MAX_IMAGE_SIDE,

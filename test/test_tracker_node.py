@@ -21,10 +21,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud
 
 from superpoint_ros.detector import Detections
 from superpoint_ros.msg import FeatureTracks, KeypointArray
-from superpoint_ros.node import DetectorNode
-from superpoint_ros.ros_messages import image_message, keypoint_array_message
-from superpoint_ros.scenes import camera_homography, camera_view, draw_scene
-from superpoint_ros.tracker_node import NODE_NAME, RUNTIME_PARAMETERS, TrackerNode
+from superpoint_ros.ros.node import DetectorNode
+from superpoint_ros.ros.ros_messages import image_message, keypoint_array_message
+from superpoint_ros.ros.tracker_node import NODE_NAME, RUNTIME_PARAMETERS, TrackerNode
+from superpoint_ros.tools.scenes import camera_homography, camera_view, draw_scene
 
 from ros_graph import header, wait_until
 
@@ -76,7 +76,7 @@ def publish_camera_info(graph, topic: str, info: CameraInfo, node: TrackerNode, 
 def tracking_weights(tmp_path_factory):
     """Random weights whose keypoints follow the image (see `bench_scenes.benchmark_weights`)."""
     pytest.importorskip("transformers")
-    from superpoint_ros.bench_scenes import benchmark_weights
+    from superpoint_ros.tools.bench_scenes import benchmark_weights
 
     return str(benchmark_weights(tmp_path_factory.mktemp("tracking_weights")))
 
@@ -331,7 +331,7 @@ def test_vins_max_rate_skips_frames_by_stamp_and_a_stamp_going_back_restarts_the
 
 def test_the_executable_refuses_a_bad_parameter_with_one_line_and_no_traceback():
     started = subprocess.run(
-        [sys.executable, "-m", "superpoint_ros.tracker_node", "--ros-args", "-p", "verification:=affine"],
+        [sys.executable, "-m", "superpoint_ros.ros.tracker_node", "--ros-args", "-p", "verification:=affine"],
         capture_output=True,
         text=True,
         timeout=60,

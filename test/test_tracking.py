@@ -1,5 +1,5 @@
 """The tracker core against a synthetic world whose truth is known by construction
-(`superpoint_ros.synthetic_world`: the oracle is each keypoint's physical point)."""
+(`superpoint_ros.tools.synthetic_world`: the oracle is each keypoint's physical point)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torch
 
 from superpoint_ros import tracking
 from superpoint_ros.detector import Detections
-from superpoint_ros.synthetic_world import (
+from superpoint_ros.tools.synthetic_world import (
     DESCRIPTOR_SIZE,
     MAX_TRACK_GAP,
     OUTLIER,

@@ -11,7 +11,7 @@ import pytest
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from superpoint_ros.ros_messages import camera_model_from_message, point_cloud_message
+from superpoint_ros.ros.ros_messages import camera_model_from_message, point_cloud_message
 from superpoint_ros.tracking import ID_LIMIT, match_stereo
 from superpoint_ros.vins_layout import (
     CHANNEL_NAMES,

@@ -1,9 +1,9 @@
 """Tracker benchmark: `Tracker.update` time per frame at 500, 1000 and 2000 keypoints, guided
 and dense matching side by side, against one dense similarity matrix, with the quality of both.
 
-    python -m superpoint_ros.bench_tracking [--device cpu] [--threads 1] [--frames 60] [--cap 8192] [--dds]
+    python -m superpoint_ros.tools.bench_tracking [--device cpu] [--threads 1] [--frames 60] [--cap 8192] [--dds]
 
-Input: points scattered over the demo's scene (`superpoint_ros.scenes`), seen through its
+Input: points scattered over the demo's scene (`superpoint_ros.tools.scenes`), seen through its
 moving camera (`camera_homography`), so that tracks continue, leave and enter as in a video;
 each point has its own unit descriptor, with noise per observation, and a tenth of each frame's
 keypoints are fresh points (new tracks). The count per frame is held at N by taking the first N
@@ -13,7 +13,7 @@ then the dense one, then one dense similarity (live tracks × keypoints) is time
 ratios compare times taken under the same load.
 
 Quality, with the truth known: on that moving homography sequence and on the synthetic 3-D
-world of the tests (`superpoint_ros.synthetic_world`: parallax, an occlusion, outliers), the
+world of the tests (`superpoint_ros.tools.synthetic_world`: parallax, an occlusion, outliers), the
 share of continued tracks that continue their own physical point, and continuations per frame.
 
 `--cap N` also times `update` at N keypoints (the tracker node's `max_input_keypoints`) in a
@@ -36,10 +36,10 @@ import time
 import numpy as np
 import torch
 
-from superpoint_ros.bench_scenes import machine_info, percentiles
 from superpoint_ros.detector import Detections
-from superpoint_ros.scenes import camera_homography
-from superpoint_ros.synthetic_world import OUTLIER, continuation_quality, synthetic_world
+from superpoint_ros.tools.bench_scenes import machine_info, percentiles
+from superpoint_ros.tools.scenes import camera_homography
+from superpoint_ros.tools.synthetic_world import OUTLIER, continuation_quality, synthetic_world
 from superpoint_ros.tracking import MATCHINGS, Tracker
 
 HEIGHT, WIDTH = 480, 640
@@ -166,7 +166,7 @@ def time_cap(keypoints: int, frames: int, matching: str, device: str) -> dict:
 def _keypoint_array(count: int):
     from std_msgs.msg import Header
 
-    from superpoint_ros.ros_messages import keypoint_array_message
+    from superpoint_ros.ros.ros_messages import keypoint_array_message
 
     (frame,) = moving_frames(count, 1)
     return keypoint_array_message(frame, Header(frame_id="camera"), HEIGHT, WIDTH, DESCRIPTOR_SIZE)
@@ -237,7 +237,7 @@ def time_dds(count: int = 1000, repeats: int = 40) -> dict:
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     child = subprocess.Popen(
-        [sys.executable, "-m", "superpoint_ros.bench_tracking", "--child", str(count), str(repeats), str(domain)]
+        [sys.executable, "-m", "superpoint_ros.tools.bench_tracking", "--child", str(count), str(repeats), str(domain)]
     )
     deadline = time.monotonic() + 60
     try:
@@ -264,7 +264,7 @@ def time_dds(count: int = 1000, repeats: int = 40) -> dict:
 
 def _cap_in_child(keypoints: int, matching: str, arguments: argparse.Namespace) -> dict:
     """`time_cap` in a fresh process, so that its peak RSS is that run's alone."""
-    command = [sys.executable, "-m", "superpoint_ros.bench_tracking", "--cap-child", str(keypoints), matching]
+    command = [sys.executable, "-m", "superpoint_ros.tools.bench_tracking", "--cap-child", str(keypoints), matching]
     command += ["--device", arguments.device, "--threads", str(arguments.threads)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])

@@ -1,6 +1,6 @@
 """Node benchmark: `superpoint_detector` over a real DDS graph, image published to keypoints received.
 
-Run through `python -m superpoint_ros.bench --node`. Everything runs in this process, on a
+Run through `python -m superpoint_ros.tools.bench --node`. Everything runs in this process, on a
 private ROS domain limited to this machine: the detector node (with its inference thread) and
 a probe node that publishes `sensor_msgs/Image` frames and subscribes to `KeypointArray`, each
 spun by its own executor thread. Every message still goes through Fast DDS (serialised,
@@ -49,7 +49,7 @@ def message_costs(detector, image: np.ndarray) -> dict:
     from std_msgs.msg import Header
 
     from superpoint_ros.msg import KeypointArray
-    from superpoint_ros.ros_messages import decode_image_message, image_message, keypoint_array_message
+    from superpoint_ros.ros.ros_messages import decode_image_message, image_message, keypoint_array_message
 
     height, width = image.shape[:2]
     image_msg = image_message(image, "bgr8", Header(frame_id="camera"))
@@ -82,7 +82,7 @@ def measure_latency(graph, node_namespace: str, cameras: int, image: np.ndarray,
     from std_msgs.msg import Header
 
     from superpoint_ros.msg import KeypointArray
-    from superpoint_ros.ros_messages import image_message
+    from superpoint_ros.ros.ros_messages import image_message
 
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     names = [f"camera{index}" for index in range(cameras)] if cameras > 1 else [""]
@@ -186,9 +186,9 @@ def run_node_benchmark(weights: str, frames: int = 40, height: int = 480, width:
     """The measurements above, as a dict with a printable `table`."""
     from rclpy.parameter import Parameter
 
-    from superpoint_ros.bench_scenes import benchmark_scene
     from superpoint_ros.detector import Detector
-    from superpoint_ros.node import DetectorNode
+    from superpoint_ros.ros.node import DetectorNode
+    from superpoint_ros.tools.bench_scenes import benchmark_scene
 
     max_keypoints = 1000
     image = benchmark_scene(height, width, seed=0)

@@ -18,7 +18,7 @@ device of `--devices` it runs these steps, every one recorded under its name (`c
    networks, the raw largest differences recorded before they are judged;
 2. `CUDA graphs = eager` (CUDA): the same keypoints with and without CUDA graphs;
 3. `float16 against float32`, `bfloat16 against float32` (CUDA): keypoint overlap, descriptor
-   cosine and the correct-match share of `superpoint_ros.bench`'s matching comparison;
+   cosine and the correct-match share of `superpoint_ros.tools.bench`'s matching comparison;
 4. `bench float32`, `bench float16` (CUDA): our pipeline timed per size × batch, one precision
    per step and no transformers in it (parity is step 1); a case that fails is recorded as
    failed and the others keep their timings;
@@ -58,7 +58,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from superpoint_ros import bench, cuda_graphs
 from superpoint_ros.backends import (
     CudaTorchNetwork,
     cuda_settings,
@@ -66,10 +65,11 @@ from superpoint_ros.backends import (
     onnxruntime_cuda_mismatch,
     onnxruntime_cuda_version,
 )
-from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, record_head
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 from superpoint_ros.images import to_grey_batch
-from superpoint_ros.reference import (
+from superpoint_ros.tools import bench, cuda_graphs
+from superpoint_ros.tools.bench_scenes import benchmark_scene, benchmark_weights, record_head
+from superpoint_ros.tools.reference import (
     check_against_reference,
     compare,
     load_reference_model,
@@ -541,7 +541,9 @@ def _batches(text: str) -> tuple[int, ...]:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.gpu_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m superpoint_ros.tools.gpu_check", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--devices", default="cuda", help="comma-separated: cuda, cuda:N, cpu (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="64x80, batch 2, 1 run: a smoke test of this script")
     parser.add_argument(
@@ -579,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     started = time.perf_counter()
     record = {
-        **record_head("superpoint_ros.gpu_check", argv, python="python3"),
+        **record_head("superpoint_ros.tools.gpu_check", argv, python="python3"),
         "source": str(pathlib.Path(__file__).resolve().parent),
         "load_average": list(os.getloadavg()),
         "cuda_switches_at_start": cuda_switches(),

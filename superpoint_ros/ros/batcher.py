@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-from superpoint_ros.diagnostics import FrameCounters
+from superpoint_ros.ros.diagnostics import FrameCounters
 
 
 @dataclasses.dataclass

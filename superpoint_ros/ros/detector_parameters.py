@@ -5,7 +5,6 @@ import dataclasses
 
 from rclpy.parameter import Parameter
 
-from superpoint_ros.camera_input import INPUT_QOS_CHOICES
 from superpoint_ros.feature_types import (
     ARCHITECTURES,
     AUTO_ARCHITECTURE,
@@ -15,7 +14,8 @@ from superpoint_ros.feature_types import (
     RANDOM_WEIGHTS,
     DetectionSettings,
 )
-from superpoint_ros.parameters import Spec, check_choices
+from superpoint_ros.ros.camera_input import INPUT_QOS_CHOICES
+from superpoint_ros.ros.parameters import Spec, check_choices
 
 # calibration.CALIBRATION_COUNT, which imports OpenCV's scene drawing; test_config pins them equal.
 CALIBRATION_COUNT = 16

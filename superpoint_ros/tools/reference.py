@@ -40,7 +40,7 @@ def reference_processor():
 
 def reference_processor_available() -> bool:
     """Whether transformers' SuperPoint image processor imports: it needs Pillow, which the GPU
-    machine lacks (see `superpoint_ros.gpu_check`)."""
+    machine lacks (see `superpoint_ros.tools.gpu_check`)."""
     try:
         reference_processor()
     except ImportError:

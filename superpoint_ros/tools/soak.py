@@ -1,7 +1,7 @@
 """Soak benchmark: the node as a process under overload for minutes, `make soak` (= `python -m
-superpoint_ros.soak`, options in `--help`).
+superpoint_ros.tools.soak`, options in `--help`).
 
-Three processes besides this one: the node (`python -m superpoint_ros.node`, device cpu, two
+Three processes besides this one: the node (`python -m superpoint_ros.ros.node`, device cpu, two
 cameras, reliable input) and two `camera_sim` cameras at `--overload` times the node's capacity,
 480×640 bgr8. Capacity is one 2-frame batch per inference; this process times that batch with
 the same `Detector` and weights before anything else starts. From here, the four detection
@@ -38,8 +38,8 @@ import time
 
 import numpy as np
 
-from superpoint_ros.bench_scenes import benchmark_weights, record_head
-from superpoint_ros.scenes import camera_view, draw_scene
+from superpoint_ros.tools.bench_scenes import benchmark_weights, record_head
+from superpoint_ros.tools.scenes import camera_view, draw_scene
 
 HEIGHT, WIDTH = 480, 640
 CAMERAS = ("left", "right")
@@ -69,7 +69,7 @@ MIB_IN_MB = 1024 * 1024 / 1e6
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.tools.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds measured after the warm-up")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds of load before the first reading")
     parser.add_argument("--overload", type=float, default=3.0, help="camera rate as a multiple of capacity")
@@ -263,7 +263,16 @@ def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) ->
     rate_hz = arguments.overload / inference_s
     topics = [f"{camera}/image" for camera in CAMERAS]
     node = Child(
-        [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-p", f"weights:={weights}", "-p", "device:=cpu"]
+        [
+            sys.executable,
+            "-m",
+            "superpoint_ros.ros.node",
+            "--ros-args",
+            "-p",
+            f"weights:={weights}",
+            "-p",
+            "device:=cpu",
+        ]
         + ["-p", f"image_topics:=[{', '.join(topics)}]", "-p", f"camera_names:=[{', '.join(CAMERAS)}]"]
         + ["-p", "statistics_period:=1.0"],
         environment,
@@ -275,7 +284,15 @@ def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) ->
         # The left camera starts alone, so the node runs a batch of one before batches of two:
         # its engine prepares each batch shape once, and that memory belongs to the warm-up.
         for camera, topic in zip(CAMERAS, topics, strict=True):
-            command = [sys.executable, "-m", "superpoint_ros.camera_sim", "--topic", topic, "--rate", f"{rate_hz:.3f}"]
+            command = [
+                sys.executable,
+                "-m",
+                "superpoint_ros.tools.camera_sim",
+                "--topic",
+                topic,
+                "--rate",
+                f"{rate_hz:.3f}",
+            ]
             cameras.append(
                 Child(command + ["--frame-id", f"{camera}_optical", "--wait-for-subscriber", "120"], environment)
             )
@@ -471,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     load_start = os.getloadavg()
     record = {
-        **record_head("superpoint_ros.soak", argv),
+        **record_head("superpoint_ros.tools.soak", argv),
         "duration_s": arguments.duration,
         "warmup_s": arguments.warmup,
         "overload": arguments.overload,

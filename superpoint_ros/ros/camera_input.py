@@ -22,7 +22,7 @@ from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolic
 from rclpy.subscription import Subscription
 from rclpy.topic_endpoint_info import TopicEndpointInfo
 
-from superpoint_ros.diagnostics import CameraHealth, FrameCounters, camera_status
+from superpoint_ros.ros.diagnostics import CameraHealth, FrameCounters, camera_status
 
 INPUT_QOS_CHOICES = ("auto", "sensor_data", "reliable")
 # The subscription's history, as sensor_data's. The newest frame still wins: the callback only

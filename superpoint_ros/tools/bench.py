@@ -1,14 +1,14 @@
 """Pipeline benchmark: our `Detector`, stage by stage, against transformers' SuperPoint.
 
 ```
-python -m superpoint_ros.bench                 # all sizes and batches, CPU (+ CUDA), node benchmark
-python -m superpoint_ros.bench --quick         # 480×640, batch 1, a few runs, no node benchmark
-python -m superpoint_ros.bench --sizes 480x640 --batches 1,4 --runs 20 --weights path/to/weights
-python -m superpoint_ros.bench --precision float32,int8 --backend openvino --no-node
+python -m superpoint_ros.tools.bench                 # all sizes and batches, CPU (+ CUDA), node benchmark
+python -m superpoint_ros.tools.bench --quick         # 480×640, batch 1, a few runs, no node benchmark
+python -m superpoint_ros.tools.bench --sizes 480x640 --batches 1,4 --runs 20 --weights path/to/weights
+python -m superpoint_ros.tools.bench --precision float32,int8 --backend openvino --no-node
 ```
 
 For every device × size × batch it first checks that both pipelines find the same keypoints
-(`superpoint_ros.reference`: four borders, near-tie flips of non-PyTorch engines explained), and
+(`superpoint_ros.tools.reference`: four borders, near-tie flips of non-PyTorch engines explained), and
 stops without reporting anything if they do not. Each reduced `--precision` (by default
 bfloat16 and int8 where the CPU engine offers them) is compared with float32 instead (keypoint
 overlap, descriptor cosine) and timed in a row of its own. Then it times ours and the baseline
@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 from superpoint_ros.backends import openvino_available
-from superpoint_ros.bench_scenes import (
+from superpoint_ros.detector import Detections, DetectionSettings, Detector
+from superpoint_ros.tools.bench_scenes import (
     benchmark_scene,
     benchmark_weights,
     homography_pairs,
@@ -58,7 +59,6 @@ from superpoint_ros.bench_scenes import (
     percentiles,
     record_head,
 )
-from superpoint_ros.detector import Detections, DetectionSettings, Detector
 
 STAGES = ("preprocess", "network", "postprocess", "descriptors", "to_host")
 SIZES = ((240, 320), (480, 640), (720, 1280))
@@ -110,7 +110,7 @@ class ParityError(RuntimeError):
 
 def time_case(detector: Detector, reference_model, images: list[np.ndarray], runs: int) -> tuple[dict, dict | None]:
     """Per-stage and total times of ours and of the reference, interleaved run by run."""
-    from superpoint_ros.reference import configure_reference, reference_pixel_values, reference_processor
+    from superpoint_ros.tools.reference import configure_reference, reference_pixel_values, reference_processor
 
     device = detector.device
     ours: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
@@ -166,7 +166,7 @@ def time_case(detector: Detector, reference_model, images: list[np.ndarray], run
 
 def check_parity(detector: Detector, reference_model, images: list[np.ndarray]) -> str:
     """A note on how `detector` agrees with the reference; raises `ParityError` on a real difference."""
-    from superpoint_ros.reference import check_against_reference
+    from superpoint_ros.tools.reference import check_against_reference
 
     report = check_against_reference(detector, reference_model, images, detector.settings)
     problems = report.failures(SCORE_TOLERANCE, DESCRIPTOR_TOLERANCE)
@@ -320,7 +320,7 @@ def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[p
     markdown = output_dir / "BENCHMARKS.md"
     if not markdown.exists():
         markdown.write_text(
-            "# Benchmarks\n\nEntries appended by `make bench` (`python -m superpoint_ros.bench`), newest last.\n"
+            "# Benchmarks\n\nEntries appended by `make bench` (`python -m superpoint_ros.tools.bench`), newest last.\n"
         )
     machine = record["machine"]
     load_start, load_end = record["load_average"]["start"], record["load_average"]["end"]
@@ -336,7 +336,7 @@ def write_reports(output_dir: pathlib.Path, record: dict, table: str) -> tuple[p
         f"- Weights: {record['weights']}; settings: {record['settings']}",
         "- check: `= transformers` means the same keypoints as transformers' (four borders; a near-tie "
         "flip is a keypoint that float rounding moved to an equal-scoring neighbour, see "
-        "`superpoint_ros/reference.py`), scores within 1e-5 and descriptors within 1e-4; reduced precision is "
+        "`superpoint_ros/tools/reference.py`), scores within 1e-5 and descriptors within 1e-4; reduced precision is "
         "compared with float32 instead (keypoint overlap, minimum descriptor cosine)",
         "- Matches: mutual nearest neighbours between two views related by a known homography, correct "
         f"within {CORRECT_MATCH_PIXELS:.0f} px; with random weights only the difference between precisions "
@@ -357,7 +357,7 @@ def _load(load: list[float]) -> str:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.tools.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="480x640, batch 1, 5 runs: a smoke test")
     parser.add_argument("--sizes", default=",".join(f"{h}x{w}" for h, w in SIZES), help="HxW,HxW,...")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="comma-separated batch sizes")
@@ -475,7 +475,7 @@ def run_pipeline_benchmark(args: argparse.Namespace, weights: str, weights_note:
         float32_detector = detectors["float32"]
         reference_model = None
         if not args.no_reference:
-            from superpoint_ros.reference import load_reference_model
+            from superpoint_ros.tools.reference import load_reference_model
 
             reference_model = load_reference_model(weights, float32_detector.device)
         for height, width in args.sizes:
@@ -553,7 +553,7 @@ def match_rows_for(device: str, detectors: dict[str, Detector], size: tuple[int,
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     load_start = os.getloadavg()
-    record = record_head("superpoint_ros.bench", argv)
+    record = record_head("superpoint_ros.tools.bench", argv)
     print(f"{record['date']}  {record['machine']}  load {_load(load_start)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="superpoint_bench_") as scratch:
         if args.weights is None:
@@ -567,12 +567,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Not reporting timings: our keypoints differ from transformers': {error}", file=sys.stderr)
             return 1
         if args.node:
-            from superpoint_ros.bench_node import run_node_benchmark
+            from superpoint_ros.tools.bench_node import run_node_benchmark
 
             print("node benchmark: 480×640, 1 and 2 cameras, over DDS", flush=True)
             record["node"] = run_node_benchmark(weights)
         if args.memory:
-            from superpoint_ros.bench_memory import run_memory_benchmark
+            from superpoint_ros.tools.bench_memory import run_memory_benchmark
 
             offered = precisions_offered("cpu", "auto", args.precision)[0]
             precisions = tuple(name for name in ("float32", "int8") if name in offered)

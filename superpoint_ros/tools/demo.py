@@ -1,8 +1,8 @@
 """`make demo`: the detector node on a generated moving-camera sequence.
 
-    python -m superpoint_ros.demo                      # hub weights (needs the hub or its cache)
-    python -m superpoint_ros.demo --weights DIR_OR_FILE
-    python -m superpoint_ros.demo --random-weights     # untrained: keypoints are not meaningful
+    python -m superpoint_ros.tools.demo                      # hub weights (needs the hub or its cache)
+    python -m superpoint_ros.tools.demo --weights DIR_OR_FILE
+    python -m superpoint_ros.tools.demo --random-weights     # untrained: keypoints are not meaningful
 
 Starts `superpoint_detector` in this process with the installed `config/detector.yaml`,
 publishes a camera gliding, turning and zooming over a procedurally drawn scene (one
@@ -31,9 +31,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from superpoint_ros.msg import KeypointArray
-from superpoint_ros.node import DetectorNode
-from superpoint_ros.ros_messages import image_message
-from superpoint_ros.scenes import camera_view, draw_scene
+from superpoint_ros.ros.node import DetectorNode
+from superpoint_ros.ros.ros_messages import image_message
+from superpoint_ros.tools.scenes import camera_view, draw_scene
 from superpoint_ros.weights import RANDOM_WEIGHTS, WeightsError
 
 DEFAULT_OUTPUT = pathlib.Path("demo_output")

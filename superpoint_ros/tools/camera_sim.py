@@ -1,4 +1,4 @@
-"""A camera driver stand-in in its own process: `python -m superpoint_ros.camera_sim`.
+"""A camera driver stand-in in its own process: `python -m superpoint_ros.tools.camera_sim`.
 
 Publishes the generated moving-camera sequence of `scenes` as `sensor_msgs/Image` on `--topic`,
 or as `sensor_msgs/CompressedImage` on `<topic>/compressed` the way image_transport's
@@ -34,8 +34,8 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage
 
 from superpoint_ros.image_codec import ENCODINGS
-from superpoint_ros.image_messages import image_message
-from superpoint_ros.scenes import camera_view, draw_scene
+from superpoint_ros.ros.image_messages import image_message
+from superpoint_ros.tools.scenes import camera_view, draw_scene
 
 DISTINCT_FRAMES = 24
 _BGR_INDEX = {"b": 0, "g": 1, "r": 2}

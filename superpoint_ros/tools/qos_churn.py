@@ -4,7 +4,7 @@ every `--period` seconds, each from a node of its own. They publish nothing: the
 going is the load. Used by the churn test and `bench_delivery --churn`.
 
 ```
-python -m superpoint_ros.qos_churn --topic /camera/image --count 50 --period 0.6 --lifetime 0.3
+python -m superpoint_ros.tools.qos_churn --topic /camera/image --count 50 --period 0.6 --lifetime 0.3
 ```
 
 Prints `qos_churn: N publishers came and went` when done.
@@ -23,7 +23,9 @@ BEST_EFFORT = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.qos_churn", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m superpoint_ros.tools.qos_churn", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--topic", required=True)
     parser.add_argument("--count", type=int, default=50, help="publishers, one after the other")
     parser.add_argument("--period", type=float, default=0.6, help="seconds from one publisher's start to the next")

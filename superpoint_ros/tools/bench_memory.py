@@ -1,8 +1,8 @@
 """Memory benchmark: where the detector node's memory goes, and its RSS after warm-up.
 
 ```
-python -m superpoint_ros.bench_memory                       # both parts, float32 and int8
-python -m superpoint_ros.bench_memory --precisions float32 --no-breakdown
+python -m superpoint_ros.tools.bench_memory                       # both parts, float32 and int8
+python -m superpoint_ros.tools.bench_memory --precisions float32 --no-breakdown
 ```
 
 `make bench` runs it too (`--memory`, on by default with ROS). Everything measured runs in
@@ -17,7 +17,7 @@ processes of its own, so that nothing shares a heap with this one:
   It also names the heavy packages imported by then that the engine does not need. A third
   process runs the float32 OpenVINO engine alone, read from an IR file, without importing
   torch: the floor a torch-free OpenVINO path of the node would start from.
-- **Node**: `python -m superpoint_ros.node` as a process (device cpu, reliable input), with one or
+- **Node**: `python -m superpoint_ros.ros.node` as a process (device cpu, reliable input), with one or
   two `camera_sim` cameras at `CAMERA_RATE_HZ`, 480×640 bgr8. After the node's log says it has
   processed `WARMUP_FRAMES` frames of each camera, and `SETTLE_S` seconds more, its RSS is read
   from `/proc/<pid>/status`, with its anonymous and file-backed parts and its peak (VmHWM). int8
@@ -91,9 +91,9 @@ def run_stages(weights: str, precision: str, cache_dir: str) -> None:
     import torch  # noqa: F401
 
     step("torch")
-    import superpoint_ros.node  # noqa: F401
-    from superpoint_ros.bench_scenes import benchmark_scene
+    import superpoint_ros.ros.node  # noqa: F401
     from superpoint_ros.detector import DetectionSettings, Detector
+    from superpoint_ros.tools.bench_scenes import benchmark_scene
 
     step("our node module")
     detector = Detector(weights=weights, device="cpu", precision=precision, quantization_cache_dir=cache_dir)
@@ -148,7 +148,7 @@ def save_float_graph(weights: str, path: pathlib.Path) -> None:
 def breakdown(weights: str, precision: str, cache_dir: str) -> dict:
     """`run_stages` in a fresh process: the steps with their memory, and each step's increase."""
     completed = subprocess.run(
-        [sys.executable, "-m", "superpoint_ros.bench_memory", "--stages", precision, "--weights", weights]
+        [sys.executable, "-m", "superpoint_ros.tools.bench_memory", "--stages", precision, "--weights", weights]
         + ["--cache-dir", cache_dir],
         capture_output=True,
         text=True,
@@ -168,7 +168,7 @@ def breakdown(weights: str, precision: str, cache_dir: str) -> dict:
 
 def node_rss(weights: str, precision: str, cameras: int, cache_dir: str) -> dict:
     """The node's memory after warm-up with `cameras` cameras (see the module docstring)."""
-    from superpoint_ros.soak import Child, node_statistics, wait_for
+    from superpoint_ros.tools.soak import Child, node_statistics, wait_for
 
     names = ["left", "right"][:cameras]
     topics = [f"{name}/image" for name in names]
@@ -178,7 +178,16 @@ def node_rss(weights: str, precision: str, cameras: int, cache_dir: str) -> dict
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
     }
     node = Child(
-        [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-p", f"weights:={weights}", "-p", "device:=cpu"]
+        [
+            sys.executable,
+            "-m",
+            "superpoint_ros.ros.node",
+            "--ros-args",
+            "-p",
+            f"weights:={weights}",
+            "-p",
+            "device:=cpu",
+        ]
         + ["-p", f"precision:={precision}", "-p", f"int8_cache_dir:={cache_dir}", "-p", "input_qos:=reliable"]
         + ["-p", f"image_topics:=[{', '.join(topics)}]", "-p", f"camera_names:=[{', '.join(names)}]"]
         + ["-p", "statistics_period:=1.0"],
@@ -187,7 +196,7 @@ def node_rss(weights: str, precision: str, cameras: int, cache_dir: str) -> dict
     camera_processes = []
     try:
         for topic in topics:
-            command = [sys.executable, "-m", "superpoint_ros.camera_sim", "--topic", topic]
+            command = [sys.executable, "-m", "superpoint_ros.tools.camera_sim", "--topic", topic]
             camera_processes.append(
                 Child(command + ["--rate", str(CAMERA_RATE_HZ), "--wait-for-subscriber", "600"], environment)
             )
@@ -324,7 +333,9 @@ def format_breakdown(breakdowns: list[dict]) -> str:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench_memory", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m superpoint_ros.tools.bench_memory", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--weights", help="weights as the node takes them (default: random, hub layout)")
     parser.add_argument("--precisions", default="float32,int8")
     parser.add_argument("--no-breakdown", action="store_true", help="the node's RSS only")
@@ -341,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         run_stages(arguments.weights, arguments.stages, arguments.cache_dir)
         return 0
     # Not at the top: the breakdown's process must import nothing before its first step.
-    from superpoint_ros.bench_scenes import benchmark_weights, record_head
+    from superpoint_ros.tools.bench_scenes import benchmark_weights, record_head
 
-    record = record_head("superpoint_ros.bench_memory", argv)
+    record = record_head("superpoint_ros.tools.bench_memory", argv)
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="superpoint_memory_weights_") as scratch:
         weights = arguments.weights or str(benchmark_weights(pathlib.Path(scratch) / "weights"))

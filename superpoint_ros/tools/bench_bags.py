@@ -1,6 +1,6 @@
 """`superpoint-bag` throughput against the `Detector`'s own batch throughput, same machine, same run.
 
-    python -m superpoint_ros.bench_bags --frames 48 --size 480x640 --batch 4 --rounds 3
+    python -m superpoint_ros.tools.bench_bags --frames 48 --size 480x640 --batch 4 --rounds 3
 
 Writes a bag of generated scenes (`bench_scenes.benchmark_scene`, raw `bgr8` or JPEG), then
 alternates, round after round, the two measurements with one `Detector`: `detect` on the
@@ -23,9 +23,9 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from superpoint_ros import bag_messages, bags
-from superpoint_ros.bench_scenes import benchmark_scene, benchmark_weights, record_head
 from superpoint_ros.detector import Detector
 from superpoint_ros.image_codec import encode_image
+from superpoint_ros.tools.bench_scenes import benchmark_scene, benchmark_weights, record_head
 
 
 def write_input_bag(path: pathlib.Path, frames: list[np.ndarray], encoding: str) -> None:
@@ -91,7 +91,9 @@ def bag_fps(detector: Detector, source: pathlib.Path, output: pathlib.Path, batc
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench_bags", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m superpoint_ros.tools.bench_bags", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", default="480x640", help="HEIGHTxWIDTH")
     parser.add_argument("--batch", type=int, default=4)
@@ -107,7 +109,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    record = record_head("superpoint_ros.bench_bags", argv)
+    record = record_head("superpoint_ros.tools.bench_bags", argv)
     load_at_start = os.getloadavg()
     height, width = (int(side) for side in args.size.split("x"))
     with tempfile.TemporaryDirectory() as scratch:

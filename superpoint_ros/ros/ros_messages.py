@@ -17,8 +17,8 @@ from std_msgs.msg import Header
 
 from superpoint_ros.camera_model import CameraModel
 from superpoint_ros.feature_types import CameraTracks, Detections
-from superpoint_ros.image_messages import decode_frame_message, decode_image_message, image_message
 from superpoint_ros.msg import FeatureTracks, KeypointArray
+from superpoint_ros.ros.image_messages import decode_frame_message, decode_image_message, image_message
 from superpoint_ros.tracker_inputs import camera_model_input
 from superpoint_ros.vins_layout import CHANNEL_NAMES
 

@@ -4,7 +4,7 @@ the tracker is built."""
 import dataclasses
 
 from superpoint_ros.feature_types import MATCHINGS, VERIFICATIONS, TrackingSettings
-from superpoint_ros.parameters import Spec, check_choices
+from superpoint_ros.ros.parameters import Spec, check_choices
 
 _settings = TrackingSettings()
 MATCHING_PARAMETERS = (

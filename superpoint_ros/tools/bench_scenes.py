@@ -135,7 +135,7 @@ def homography_pairs(height: int, width: int, count: int = 4) -> list[tuple[np.n
 def moving_sequence_pairs(height: int, width: int, frames: int = 20) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """`(frame_k, frame_k+1, H)` for the demo's camera sequence (`scenes.camera_view` over a
     `2h × 2w` scene, `frames` frames): consecutive frames and the homography between them."""
-    from superpoint_ros.scenes import camera_homography, camera_view, draw_scene
+    from superpoint_ros.tools.scenes import camera_homography, camera_view, draw_scene
 
     scene = draw_scene(2 * height, 2 * width)
     times = [index / frames for index in range(frames + 1)]

@@ -2,19 +2,19 @@
 for each publisher reliability, node `input_qos` and Fast DDS profile.
 
 ```
-python -m superpoint_ros.bench_delivery                # every row, 30 frames each at 2 Hz
-python -m superpoint_ros.bench_delivery --frames 10 --output-dir .   # also append to BENCHMARKS.md
-python -m superpoint_ros.bench_delivery --churn --frames 100          # reliable camera, with and without churn
+python -m superpoint_ros.tools.bench_delivery                # every row, 30 frames each at 2 Hz
+python -m superpoint_ros.tools.bench_delivery --frames 10 --output-dir .   # also append to BENCHMARKS.md
+python -m superpoint_ros.tools.bench_delivery --churn --frames 100          # reliable camera, with and without churn
 ```
 
 `--churn` runs the reliable camera with `input_qos: auto` three times: alone; while
-`superpoint_ros.qos_churn` makes short-lived best-effort publishers come and go on its topic
+`superpoint_ros.tools.qos_churn` makes short-lived best-effort publishers come and go on its topic
 (one every 0.6 s, living 0.3 s) and the node follows every publisher at once
 (`qos_settle_period: 0`, as before the settle period existed); and with the same churn under the
 shipped `qos_settle_period`. It counts the subscriptions the node made.
 
-Three processes per row, as on a robot: the installed node (`python -m superpoint_ros.node`
-with the shipped `config/detector.yaml`, random weights, CPU), `superpoint_ros.camera_sim`
+Three processes per row, as on a robot: the installed node (`python -m superpoint_ros.ros.node`
+with the shipped `config/detector.yaml`, random weights, CPU), `superpoint_ros.tools.camera_sim`
 publishing 640×480 `bgr8`, and this process counting the `KeypointArray`s that come back. The
 profile, where a row uses it, is the installed `config/fastdds_large_images.xml`, exported in the
 processes the row names. The node's log is searched for its silent-publisher warning, and its
@@ -83,7 +83,7 @@ def run_row(
     camera_environment = with_profile if profile == "both" else base
     namespace = f"/delivery_{os.getpid()}"
     node = subprocess.Popen(
-        [sys.executable, "-m", "superpoint_ros.node", "--ros-args", "-r", f"__ns:={namespace}",
+        [sys.executable, "-m", "superpoint_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}",
          "--params-file", _share("detector.yaml"), "-p", "weights:=random", "-p", "device:=cpu",
          "-p", f"input_qos:={input_qos}", "-p", "silence_warning_period:=3.0"]
         + ([] if settle_period_s is None else ["-p", f"qos_settle_period:={settle_period_s}"]),
@@ -106,14 +106,14 @@ def run_row(
     churner = None
     if churn:
         churner = subprocess.Popen(
-            [sys.executable, "-m", "superpoint_ros.qos_churn", "--topic", f"{namespace}/image",
+            [sys.executable, "-m", "superpoint_ros.tools.qos_churn", "--topic", f"{namespace}/image",
              "--count", str(int(frames / rate_hz / CHURN_PERIOD_S) + 30), "--period", str(CHURN_PERIOD_S),
              "--lifetime", str(CHURN_LIFETIME_S)],
             env=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     try:
         camera = subprocess.run(
-            [sys.executable, "-m", "superpoint_ros.camera_sim", "--topic", f"{namespace}/image",
+            [sys.executable, "-m", "superpoint_ros.tools.camera_sim", "--topic", f"{namespace}/image",
              "--rate", str(rate_hz), "--frames", str(frames), "--height", "480", "--width", "640",
              "--encoding", "bgr8", "--reliability", reliability, "--wait-for-subscriber", "60"],
             env=camera_environment, capture_output=True, text=True, timeout=120 + frames / rate_hz,
@@ -173,7 +173,9 @@ def churn_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m superpoint_ros.bench_delivery", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m superpoint_ros.tools.bench_delivery", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--rate", type=float, default=2.0, help="Hz")
     parser.add_argument("--domain-id", type=int, default=1 + os.getpid() % 100)
@@ -198,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         text = table(rows)
     print(text)
     if arguments.output_dir:
-        from superpoint_ros.bench_scenes import machine_info
+        from superpoint_ros.tools.bench_scenes import machine_info
 
-        command = shlex.join(["python", "-m", "superpoint_ros.bench_delivery", *(argv or sys.argv[1:])])
+        command = shlex.join(["python", "-m", "superpoint_ros.tools.bench_delivery", *(argv or sys.argv[1:])])
         machine = machine_info()
         title = "Input QoS under publisher churn" if arguments.churn else "Delivery between processes"
         entry = (
