@@ -26,6 +26,10 @@ plus `GUIDED_RADIUS_GROWTH_PX` per frame it was missed. A grid over the new keyp
 frame falls back to dense matching (every track against every keypoint) when nothing predicts
 the motion (the first frames, after a frame without matches) or when guided matching finds
 fewer than half the previous frame's matches (a jump); `matching: dense` always matches densely.
+
+Why one module over 400 lines: the matching (dense and guided), the geometric verification and
+the id bookkeeping share the tracker's state frame by frame; split, each part would reach into
+the others' arrays.
 """
 
 from collections.abc import Callable

@@ -34,6 +34,9 @@ The node benchmark (`bench_node`) follows when ROS is importable. The results ar
 tables, written to `benchmarks/<date>.json` (and `benchmarks/latest.json`) and appended to
 `BENCHMARKS.md`, under `--output-dir` (default: the current directory). Without `--weights` it
 builds random weights in the hub layout (`benchmark_weights`): no hub is needed or assumed.
+
+Why one module over 400 lines: it is one command whose table rows (stages, precisions, the
+transformers baseline, the node and memory rows) are printed and recorded together.
 """
 
 import argparse

@@ -40,6 +40,9 @@ and after every step with `"complete": false`, so a run cut off by a time limit 
 measured; `"complete": true` and `"passed"` come at the end. A failed step, whatever it raised
 (`SystemExit` too), is recorded and the run goes on; the exit status is 1 if any check failed.
 Random weights (`bench_scenes.benchmark_weights`): no hub is reachable there.
+
+Why one module over 400 lines: it is copied to the GPU machine and run there as one script in
+a few minutes of device time; its steps share the record that is rewritten after each one.
 """
 
 import argparse

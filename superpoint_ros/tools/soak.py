@@ -21,6 +21,9 @@ frame waits at most one inference, then runs one), RSS growth ≤ 5 %, RSS after
 flat, no ERROR/FATAL/Traceback line from any process, exit 0 within 10 s of SIGINT.
 
 Writes `benchmarks/soak-<date>.json` and appends an entry to BENCHMARKS.md.
+
+Why one module over 400 lines: one command that starts, loads, watches and judges the node
+processes; its checks read the same timeline.
 """
 
 import argparse
