@@ -61,6 +61,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from superpoint_ros import cuda_graphs
 from superpoint_ros.backends import (
     CudaTorchNetwork,
     cuda_settings,
@@ -70,7 +71,7 @@ from superpoint_ros.backends import (
 )
 from superpoint_ros.detector import Detections, DetectionSettings, Detector
 from superpoint_ros.images import to_grey_batch
-from superpoint_ros.tools import bench, cuda_graphs
+from superpoint_ros.tools import bench
 from superpoint_ros.tools.bench_scenes import benchmark_scene, benchmark_weights, record_head
 from superpoint_ros.tools.reference import (
     check_against_reference,
