@@ -23,7 +23,6 @@ import torch
 from superpoint_ros.feature_types import MIN_SIDE
 from superpoint_ros.model import MAGICLEAP, MIT
 
-"""Fewest pixels per side: the network pools by 2 three times, so it needs one whole 8×8 cell."""
 LUMA_RGB = (0.2989, 0.5870, 0.1140)
 MIT_LUMA_RGB = (0.299, 0.587, 0.114)
 CHANNEL_ORDERS = ("bgr", "rgb")
