@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     record = {
         **record_head("superpoint_ros.tools.gpu_check", argv, python="python3"),
-        "source": str(pathlib.Path(__file__).resolve().parent),
+        "source": str(pathlib.Path(__file__).resolve().parents[1]),
         "load_average": list(os.getloadavg()),
         "cuda_switches_at_start": cuda_switches(),
         "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE"),
