@@ -377,6 +377,28 @@ def test_stereo_tracks_and_vins_points_equal_the_stereo_tracker_nodes(graph, tmp
     assert all(len(m.ids) > 0 for _, _, m in written["/stereo/right/tracks"])
 
 
+def test_an_invalid_camera_info_is_ignored_as_the_node_ignores_it_and_the_last_valid_one_stays_in_use(tmp_path):
+    frames = shifted_frames(3, seed=2)
+    broken = camera_info(1)
+    broken.k = np.array([float("nan")] * 9)
+    messages = [("/cam0/camera_info", camera_info()), ("/cam0/image_raw", image(frames[0], 0))]
+    messages.append(("/cam0/camera_info", broken))
+    messages += [("/cam0/image_raw", image(f, i)) for i, f in enumerate(frames[1:], 1)]
+    source = write_bag(tmp_path / "in", messages)
+    lines = []
+    bags.process(source, tmp_path / "out", weights="random", device="cpu", vins=True, log=lines.append)
+    written = read_bag(tmp_path / "out")
+    assert [len(m.normalized) for _, _, m in written["/cam0/tracks"]] == [
+        2 * len(m.ids) for _, _, m in written["/cam0/tracks"]
+    ]
+    assert len(written["/cam0/feature"]) == len(frames)
+    ignored = [line for line in lines if "Ignored CameraInfo on '/cam0/camera_info'" in line]
+    assert ignored == [
+        f"superpoint-bag: {source}: Ignored CameraInfo on '/cam0/camera_info' (the last valid one stays in use): "
+        "K has non-finite values: [nan, nan, nan, nan, nan, nan, nan, nan, nan]"
+    ]
+
+
 # ---------------------------------------------------------------- inputs, outputs and options
 
 
