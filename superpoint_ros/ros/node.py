@@ -62,7 +62,7 @@ from superpoint_ros.ros.detector_parameters import PARAMETERS, RUNTIME_PARAMETER
 from superpoint_ros.ros.diagnostics import FrameCounters, statistics_line
 from superpoint_ros.ros.parameters import RuntimeParameters, declare_parameters, parameter_values
 from superpoint_ros.ros.ros_messages import decode_frame_message, image_message, keypoint_array_message
-from superpoint_ros.ros.ros_support import ErrorThrottle, ManagedStages, Stages, run_node
+from superpoint_ros.ros.ros_support import ErrorThrottle, ManagedStages, PlainStages, Stages, run_node
 
 NODE_NAME = "superpoint_detector"
 INPUT_TYPES = {"raw": Image, "compressed": CompressedImage}
@@ -381,32 +381,20 @@ class DetectorStages(Stages):
             self.get_logger().info(line)
 
 
-class DetectorNode(DetectorStages, Node):
+class DetectorNode(DetectorStages, PlainStages):
     """See the module docstring: configured and active from the start. Raises `WeightsError`,
     `ValueError`, a `ParameterException` or a `NameValidationException` when it cannot start;
     `main` turns those into one log line and a non-zero exit."""
 
     def __init__(self, **node_options) -> None:
-        Node.__init__(self, NODE_NAME, **node_options)
-        self._declare()
-        try:
-            self._configure()
-        except BaseException:
-            self._cleanup()
-            raise
-        self._activate()
-
-    def destroy_node(self) -> None:
-        self._cleanup()
-        super().destroy_node()
+        super().__init__(NODE_NAME, **node_options)
 
 
 class ManagedDetectorNode(DetectorStages, ManagedStages):
     """The detector as a lifecycle node (`--managed`); unconfigured after construction."""
 
     def __init__(self, **node_options) -> None:
-        ManagedStages.__init__(self, NODE_NAME, **node_options)
-        self._declare()
+        super().__init__(NODE_NAME, **node_options)
 
 
 def create(managed: bool = False, **node_options) -> Node:

@@ -57,9 +57,13 @@ def split_managed_flag(args: list[str]) -> tuple[bool, list[str]]:
 class Stages:
     """The stages of a node's life, shared by its plain and its lifecycle variant. Subclasses
     define `_startup_errors` (what `_configure` raises for a bad configuration, told in one log
-    line) and the four stages; `_cleanup` must undo whatever part of `_configure` ran."""
+    line), `_declare` (its parameters) and the four stages; `_cleanup` must undo whatever part of
+    `_configure` ran."""
 
     def _startup_errors(self) -> tuple[type[Exception], ...]:
+        raise NotImplementedError
+
+    def _declare(self) -> None:
         raise NotImplementedError
 
     def _configure(self) -> None:
@@ -75,12 +79,36 @@ class Stages:
         raise NotImplementedError
 
 
+class PlainStages(Node):
+    """The stages run straight through at construction: declared, configured and active from the
+    start (a failed configure cleans up and raises); cleaned up when destroyed."""
+
+    def __init__(self, node_name: str, **node_options) -> None:
+        super().__init__(node_name, **node_options)
+        self._declare()
+        try:
+            self._configure()
+        except BaseException:
+            self._cleanup()
+            raise
+        self._activate()
+
+    def destroy_node(self) -> None:
+        self._cleanup()
+        super().destroy_node()
+
+
 class ManagedStages(LifecycleNode):
     """The lifecycle transitions as `Stages` calls: configure (a failure: one error line, then
-    back to unconfigured), activate, deactivate, cleanup, and shutdown from any state."""
+    back to unconfigured), activate, deactivate, cleanup, and shutdown from any state. Declared
+    and unconfigured after construction."""
 
     _configured = False
     _active = False
+
+    def __init__(self, node_name: str, **node_options) -> None:
+        super().__init__(node_name, **node_options)
+        self._declare()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:

@@ -70,7 +70,7 @@ from superpoint_ros.ros.ros_messages import (
     image_message,
     point_cloud_message,
 )
-from superpoint_ros.ros.ros_support import ErrorThrottle, ManagedStages, Stages, run_node
+from superpoint_ros.ros.ros_support import ErrorThrottle, ManagedStages, PlainStages, Stages, run_node
 from superpoint_ros.ros.tracker_parameters import MATCHING_PARAMETERS, PARAMETERS, RUNTIME_PARAMETERS, TrackerConfig
 
 NODE_NAME = "superpoint_tracker"
@@ -351,32 +351,20 @@ class TrackerStages(Stages):
         self._diagnostics_publisher.publish(DiagnosticArray(header=header, status=[status]))
 
 
-class TrackerNode(TrackerStages, Node):
+class TrackerNode(TrackerStages, PlainStages):
     """See the module docstring: configured and active from the start. Raises `ValueError` or a
     `ParameterException` when it cannot start; `main` turns those into one log line and a
     non-zero exit."""
 
     def __init__(self, **node_options) -> None:
-        Node.__init__(self, NODE_NAME, **node_options)
-        self._declare()
-        try:
-            self._configure()
-        except BaseException:
-            self._cleanup()
-            raise
-        self._activate()
-
-    def destroy_node(self) -> None:
-        self._cleanup()
-        super().destroy_node()
+        super().__init__(NODE_NAME, **node_options)
 
 
 class ManagedTrackerNode(TrackerStages, ManagedStages):
     """The tracker as a lifecycle node (`--managed`); unconfigured after construction."""
 
     def __init__(self, **node_options) -> None:
-        ManagedStages.__init__(self, NODE_NAME, **node_options)
-        self._declare()
+        super().__init__(NODE_NAME, **node_options)
 
 
 def create(managed: bool = False, **node_options) -> Node:
