@@ -15,7 +15,6 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
 
 from superpoint_ros.feature_types import Detections
 from superpoint_ros.msg import FeatureTracks, KeypointArray
@@ -58,11 +57,10 @@ class Lifecycle:
         return self.graph.call(self._get, GetState.Request()).current_state.id
 
 
-def answered(graph, namespace, inbox, sequence, active: bool) -> bool:
-    """Publish one reliable frame; whether its keypoints came back (waited for 20 s when the node
-    is `active`, else 1.5 s, for a frame it should never answer)."""
-    publisher = graph.publisher(Image, f"{namespace}/image", RELIABLE)
-    message = image_message(structured_image(64, 80, sequence), "bgr8", header(sequence))
+def comes_back(graph, topic: str, message, inbox, active: bool) -> bool:
+    """Publish `message` once, reliable, on `topic`; whether an output stamped like it reached
+    `inbox` (waited for 20 s when the node is `active`, else 1.5 s, for one it should never send)."""
+    publisher = graph.publisher(type(message), topic, RELIABLE)
     if active:
         wait_until(lambda: publisher.get_subscription_count() > 0, what="a match")
     publisher.publish(message)
@@ -73,6 +71,12 @@ def answered(graph, namespace, inbox, sequence, active: bool) -> bool:
         return False
     finally:
         graph.probe.destroy_publisher(publisher)
+
+
+def answered(graph, namespace, inbox, sequence, active: bool) -> bool:
+    """Whether the detector answered one frame with its keypoints (see `comes_back`)."""
+    message = image_message(structured_image(64, 80, sequence), "bgr8", header(sequence))
+    return comes_back(graph, f"{namespace}/image", message, inbox, active)
 
 
 def test_configure_activate_deactivate_cleanup_and_shutdown_over_the_lifecycle_services(graph):
@@ -133,19 +137,8 @@ def keypoints_message(sequence: int) -> KeypointArray:
 
 
 def tracked(graph, namespace, inbox, sequence, active: bool) -> bool:
-    """Publish one KeypointArray; whether its tracks came back (see `answered`)."""
-    publisher = graph.publisher(KeypointArray, f"{namespace}/keypoints", RELIABLE)
-    message = keypoints_message(sequence)
-    if active:
-        wait_until(lambda: publisher.get_subscription_count() > 0, what="a match")
-    publisher.publish(message)
-    try:
-        inbox.find(lambda m: m.header.stamp == message.header.stamp, timeout_s=20.0 if active else 1.5)
-        return True
-    except AssertionError:
-        return False
-    finally:
-        graph.probe.destroy_publisher(publisher)
+    """Whether the tracker answered one KeypointArray with its tracks (see `comes_back`)."""
+    return comes_back(graph, f"{namespace}/keypoints", keypoints_message(sequence), inbox, active)
 
 
 def test_the_managed_tracker_tracks_only_while_active(graph):
