@@ -168,7 +168,7 @@ def breakdown(weights: str, precision: str, cache_dir: str) -> dict:
 
 def node_rss(weights: str, precision: str, cameras: int, cache_dir: str) -> dict:
     """The node's memory after warm-up with `cameras` cameras (see the module docstring)."""
-    from superpoint_ros.tools.soak import Child, node_statistics, wait_for
+    from superpoint_ros.tools.soak import Child, node_command, node_statistics, wait_for
 
     names = ["left", "right"][:cameras]
     topics = [f"{name}/image" for name in names]
@@ -178,19 +178,9 @@ def node_rss(weights: str, precision: str, cameras: int, cache_dir: str) -> dict
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
     }
     node = Child(
-        [
-            sys.executable,
-            "-m",
-            "superpoint_ros.ros.node",
-            "--ros-args",
-            "-p",
-            f"weights:={weights}",
-            "-p",
-            "device:=cpu",
-        ]
-        + ["-p", f"precision:={precision}", "-p", f"int8_cache_dir:={cache_dir}", "-p", "input_qos:=reliable"]
-        + ["-p", f"image_topics:=[{', '.join(topics)}]", "-p", f"camera_names:=[{', '.join(names)}]"]
-        + ["-p", "statistics_period:=1.0"],
+        node_command(
+            weights, topics, names, f"precision:={precision}", f"int8_cache_dir:={cache_dir}", "input_qos:=reliable"
+        ),
         environment,
     )
     camera_processes = []

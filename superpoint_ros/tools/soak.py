@@ -260,26 +260,22 @@ def published_count(lines: list[str]) -> int | None:
     return counts[-1] if counts else None
 
 
+def node_command(weights: str, topics: list[str], names: list[str], *parameters: str) -> list[str]:
+    """The installed node on the CPU with `weights`, cameras `names` on `topics`, statistics
+    every second, and `parameters` (`name:=value`) besides."""
+    arguments = [f"weights:={weights}", "device:=cpu", f"image_topics:=[{', '.join(topics)}]"]
+    arguments += [f"camera_names:=[{', '.join(names)}]", "statistics_period:=1.0", *parameters]
+    return [sys.executable, "-m", "superpoint_ros.ros.node", "--ros-args"] + [
+        word for argument in arguments for word in ("-p", argument)
+    ]
+
+
 def run_soak(arguments: argparse.Namespace, weights: str, inference_s: float) -> dict:
     domain_id = 100 + os.getpid() % 100
     environment = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     rate_hz = arguments.overload / inference_s
     topics = [f"{camera}/image" for camera in CAMERAS]
-    node = Child(
-        [
-            sys.executable,
-            "-m",
-            "superpoint_ros.ros.node",
-            "--ros-args",
-            "-p",
-            f"weights:={weights}",
-            "-p",
-            "device:=cpu",
-        ]
-        + ["-p", f"image_topics:=[{', '.join(topics)}]", "-p", f"camera_names:=[{', '.join(CAMERAS)}]"]
-        + ["-p", "statistics_period:=1.0"],
-        environment,
-    )
+    node = Child(node_command(weights, topics, CAMERAS), environment)
     probe = Probe(domain_id)
     cameras, changer = [], ParameterChanger(probe)
     try:
