@@ -17,6 +17,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from superpoint_ros.detector import Detections
+from superpoint_ros.image_codec import encode_image
 from superpoint_ros.tracking import CameraTracks
 from superpoint_ros.vins_layout import CHANNEL_NAMES
 
@@ -74,6 +75,21 @@ def _float32(values: np.ndarray) -> np.ndarray:
 
 def _uint32(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.uint32).reshape(-1)
+
+
+def image(pixels: np.ndarray, encoding: str, header: object) -> object:
+    """A `sensor_msgs/Image` holding `pixels` packed as `image_codec.encode_image` packs them;
+    fields as `image_messages.image_message`. For bags that tests and benchmarks write."""
+    encoded = encode_image(pixels, encoding)
+    return typestore().types[IMAGE](
+        header=header,
+        height=encoded.height,
+        width=encoded.width,
+        encoding=encoded.encoding,
+        is_bigendian=int(encoded.is_bigendian),
+        step=encoded.step,
+        data=np.frombuffer(encoded.data, np.uint8),
+    )
 
 
 def keypoint_array(detections: Detections, header: object, height: int, width: int, descriptor_size: int) -> object:

@@ -22,9 +22,8 @@ from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
 
-from superpoint_ros import bags
+from superpoint_ros import bag_messages, bags
 from superpoint_ros.detector import Detector
-from superpoint_ros.image_codec import encode_image
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.ros.ros_messages import image_message
 from superpoint_ros.ros.tracker_node import TrackerNode
@@ -53,16 +52,7 @@ def header(index: int, frame_id: str = "cam0"):
 
 
 def image(pixels: np.ndarray, index: int, encoding: str = "bgr8", frame_id: str = "cam0"):
-    encoded = encode_image(pixels, encoding)
-    return TYPES["sensor_msgs/msg/Image"](
-        header=header(index, frame_id),
-        height=encoded.height,
-        width=encoded.width,
-        encoding=encoded.encoding,
-        is_bigendian=int(encoded.is_bigendian),
-        step=encoded.step,
-        data=np.frombuffer(encoded.data, np.uint8),
-    )
+    return bag_messages.image(pixels, encoding, header(index, frame_id))
 
 
 def compressed(pixels: np.ndarray, index: int, codec: str = "png", frame_id: str = "cam1"):

@@ -24,7 +24,6 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from superpoint_ros import bag_messages, bags
 from superpoint_ros.detector import Detector
-from superpoint_ros.image_codec import encode_image
 from superpoint_ros.tools.bench_scenes import benchmark_scene, benchmark_weights, record_head
 
 
@@ -44,16 +43,7 @@ def write_input_bag(path: pathlib.Path, frames: list[np.ndarray], encoding: str)
                 data = cv2.imencode(".jpg", pixels)[1].reshape(-1)
                 message = types[type_name](header=header, format="bgr8; jpeg compressed bgr8", data=data)
             else:
-                encoded = encode_image(pixels, "bgr8")
-                message = types[type_name](
-                    header=header,
-                    height=encoded.height,
-                    width=encoded.width,
-                    encoding=encoded.encoding,
-                    is_bigendian=int(encoded.is_bigendian),
-                    step=encoded.step,
-                    data=np.frombuffer(encoded.data, np.uint8),
-                )
+                message = bag_messages.image(pixels, "bgr8", header)
             writer.write(connection, (index + 1) * 10**8, store.serialize_cdr(message, type_name))
 
 
