@@ -150,3 +150,13 @@ def start_node(graph, request):
     yield start
     for node in started:
         graph.remove(node)
+
+
+@pytest.fixture
+def processes():
+    """`processes(child)` registers a child process (`processes.ChildProcess`), stopped
+    (SIGINT) at the end of the test."""
+    started = []
+    yield started.append
+    for child in reversed(started):
+        child.stop()

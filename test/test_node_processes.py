@@ -54,15 +54,6 @@ class CameraProcess(ChildProcess):
         return int(self.line_with("camera_sim: published", timeout_s).split()[-1])
 
 
-@pytest.fixture
-def processes():
-    """`processes(child)` registers a child, stopped (SIGINT) at the end of the test."""
-    started = []
-    yield started.append
-    for child in reversed(started):
-        child.stop()
-
-
 def answers(inbox, frame_id: str) -> int:
     return sum(1 for message in list(inbox.messages) if message.header.frame_id == frame_id)
 

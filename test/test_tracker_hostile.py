@@ -13,7 +13,6 @@ import pathlib
 import sys
 
 import numpy as np
-import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud
@@ -31,15 +30,6 @@ HOSTILE_S = 300.0
 # 549–584 MB (torch and rclpy imported, 8192 keypoints tracked). Before the input checks, the
 # 20000×20000 debug canvas alone took 1.2 GB.
 PEAK_RSS_LIMIT_MB = 800
-
-
-@pytest.fixture
-def processes():
-    """`processes(child)` registers a child, stopped (SIGINT) at the end of the test."""
-    started = []
-    yield started.append
-    for child in reversed(started):
-        child.stop()
 
 
 class TrackerProcess(ChildProcess):
