@@ -39,7 +39,6 @@ import contextlib
 import logging
 import pathlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -48,6 +47,7 @@ import torch
 from superpoint_ros.feature_types import BACKENDS, PRECISIONS  # noqa: F401 (re-exported)
 from superpoint_ros.model import CELL_SIZE
 from superpoint_ros.model_mit import MitSuperPoint, SuperPointNetwork, VggBlock
+from superpoint_ros.openvino_engine import OpenVinoEngine, openvino_available
 
 Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -79,14 +79,6 @@ def cuda_settings(autotune: bool, tf32: bool) -> Iterator[None]:
             yield
         finally:
             cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
-
-
-def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -197,63 +189,22 @@ class CudaTorchNetwork:
 
 
 class OpenVinoNetwork:
-    """SuperPoint as an OpenVINO graph, float32 throughout unless `precision="bfloat16"`, or
-    the int8 `graph` that `superpoint_ros.quantization` made of it for `precision="int8"`.
+    """SuperPoint as an OpenVINO graph (`openvino_engine.OpenVinoEngine`), taking and returning
+    torch tensors: float32 throughout unless `precision="bfloat16"`, or the int8 `graph` that
+    `superpoint_ros.quantization` made of it for `precision="int8"`.
 
     The float graph is built from the module's parameters (no tracing, so building takes
-    milliseconds), and compiled for each new image size at batch 1; the last few compiled sizes
-    are kept. A batch runs image by image through that one compiled model: a model compiled for
-    batch B holds B images' intermediate activations (about 165 MB per 480×640 image), and one
-    for each batch size would add up (two cameras: batch 1 and 2, +356 MB of RSS), while a batch
-    of 2 takes as long as two batches of 1 on the CPU (BENCHMARKS.md, "Detector node memory").
-    Calls are serialised: an OpenVINO infer request is not re-entrant.
+    milliseconds). The engine compiles it once per image size at batch 1 and runs a batch image
+    by image (see `OpenVinoEngine` for why).
     """
 
-    kept_shapes = 4
-
     def __init__(self, model: SuperPointNetwork, precision: str = "float32", graph=None) -> None:
-        import openvino
-
         if (precision == "int8") != (graph is not None):
             raise ValueError("an int8 OpenVinoNetwork takes its quantised graph, and only int8 takes one")
-
-        self._openvino = openvino
-        self._config = {
-            # int8 too: its float parts (first convolution, softmax, normalisation) stay float32.
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        self._core = openvino.Core()
-        self._graph = graph if graph is not None else openvino_graph(model)
-        self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _request_for(self, size: tuple[int, int]):
-        request = self._requests.get(size)
-        if request is None:
-            graph = self._graph.clone()
-            graph.reshape({0: self._openvino.PartialShape([1, 1, *size])})
-            compiled = self._core.compile_model(graph, "CPU", self._config)
-            request = compiled.create_infer_request()
-            self._requests[size] = request
-            if len(self._requests) > self.kept_shapes:
-                self._requests.popitem(last=False)
-        else:
-            self._requests.move_to_end(size)
-        return request
+        self.engine = OpenVinoEngine(graph if graph is not None else openvino_graph(model), precision)
 
     def __call__(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = np.ascontiguousarray(grey.numpy(force=True))
-        scores = descriptors = None
-        with self._lock:
-            request = self._request_for(pixels.shape[-2:])
-            for index in range(len(pixels)):
-                # share_outputs: views of the request's buffers, copied out before the next image.
-                outputs = request.infer({0: pixels[index : index + 1]}, share_inputs=True, share_outputs=True)
-                if scores is None:
-                    scores = np.empty((len(pixels), *outputs[0].shape[1:]), outputs[0].dtype)
-                    descriptors = np.empty((len(pixels), *outputs[1].shape[1:]), outputs[1].dtype)
-                scores[index], descriptors[index] = outputs[0][0], outputs[1][0]
+        scores, descriptors = self.engine(grey.numpy(force=True))
         # `(B, h, w, D)` seen as `(B, D, h, w)`: the module's shape with channels-last strides.
         return torch.from_numpy(scores), torch.from_numpy(descriptors).permute(0, 3, 1, 2)
 

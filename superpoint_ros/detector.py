@@ -40,8 +40,9 @@ from superpoint_ros.calibration import CALIBRATION_COUNT, CALIBRATION_SHAPE, cal
 from superpoint_ros.cuda_graphs import GraphCaptureError, GraphedPipeline
 from superpoint_ros.devices import resolve_device
 from superpoint_ros.feature_types import Detections, DetectionSettings  # noqa: F401 (lived here before)
-from superpoint_ros.images import check_image, device_guard, to_grey_batch
+from superpoint_ros.images import device_guard, to_grey_batch
 from superpoint_ros.keypoints import postprocess
+from superpoint_ros.numpy_images import run_by_shape
 from superpoint_ros.weights import AUTO_ARCHITECTURE, DEFAULT_WEIGHTS, load_model
 
 
@@ -200,18 +201,7 @@ class Detector:
         `images.ImageError` (a `ValueError` naming the problem, such as a side under 8 pixels)
         before any work if one image cannot be taken.
         """
-        for image in images:
-            check_image(image)
-        groups: dict[tuple, list[int]] = {}
-        for index, image in enumerate(images):
-            groups.setdefault((image.shape, image.dtype), []).append(index)
-        results: list[Detections | None] = [None] * len(images)
-        settings = settings or self.settings
-        for indices in groups.values():
-            batch = [images[i] for i in indices]
-            for index, detections in zip(indices, self.detect_batch(batch, channel_order, settings), strict=True):
-                results[index] = detections
-        return results
+        return run_by_shape(images, lambda batch: self.detect_batch(batch, channel_order, settings))
 
     @torch.inference_mode()
     def detect_batch(
@@ -238,8 +228,13 @@ class Detector:
         scores, descriptor_map = self.network(grey)
         mark("network")
         keypoints, keypoint_scores, descriptors, counts = postprocess(
-            scores, descriptor_map, settings, tuple(grey.shape[-2:]), (height, width),
-            mark=mark, architecture=self.architecture,
+            scores,
+            descriptor_map,
+            settings,
+            tuple(grey.shape[-2:]),
+            (height, width),
+            mark=mark,
+            architecture=self.architecture,
         )
         keypoints, keypoint_scores, descriptors = _to_host(keypoints, keypoint_scores, descriptors)
         mark("to_host")

@@ -25,7 +25,9 @@ LICENCES = {
 """What the published weights of each architecture may be used for (README, licence section)."""
 VERIFICATIONS = ("auto", "fundamental", "homography", "none")
 MATCHINGS = ("guided", "dense")
-# The network pools by 2 three times (`model.CELL_SIZE`): a smaller side leaves no cell.
+CELL_SIZE = 8
+"""Side in pixels of the cell each position of the network's coarse output covers."""
+# The network pools by 2 three times (a cell of `CELL_SIZE`): a smaller side leaves no cell.
 MIN_SIDE = 8
 
 

@@ -20,33 +20,15 @@ import contextlib
 import numpy as np
 import torch
 
-from superpoint_ros.feature_types import MIN_SIDE
 from superpoint_ros.model import MAGICLEAP, MIT
-
-LUMA_RGB = (0.2989, 0.5870, 0.1140)
-MIT_LUMA_RGB = (0.299, 0.587, 0.114)
-CHANNEL_ORDERS = ("bgr", "rgb")
-_FULL_SCALE = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
-
-
-class ImageError(ValueError):
-    """An image the detector cannot take, with the reason."""
-
-
-def check_image(image: np.ndarray) -> None:
-    """Raise `ImageError` unless `image` is an array `to_grey_batch` accepts."""
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f"expected a numpy array, got {type(image).__name__}")
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ImageError(f"expected H×W, H×W×1, H×W×3 or H×W×4, got shape {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ImageError(f"image has no pixels (shape {image.shape})")
-    if image.dtype not in _FULL_SCALE and not np.issubdtype(image.dtype, np.floating):
-        raise ImageError(f"expected uint8, uint16 or float pixels, got {image.dtype}")
-    if image.shape[0] < MIN_SIDE or image.shape[1] < MIN_SIDE:
-        raise ImageError(
-            f"image is {image.shape[1]}x{image.shape[0]} pixels; SuperPoint needs at least {MIN_SIDE}x{MIN_SIDE}"
-        )
+from superpoint_ros.numpy_images import (  # noqa: F401 (ImageError and check_image re-exported)
+    _FULL_SCALE,
+    CHANNEL_ORDERS,
+    LUMA_RGB,
+    MIT_LUMA_RGB,
+    ImageError,
+    check_image,
+)
 
 
 def device_guard(device: torch.device) -> contextlib.AbstractContextManager:

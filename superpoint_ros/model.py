@@ -9,11 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from superpoint_ros.feature_types import ARCHITECTURES, MAGICLEAP, MIT  # noqa: F401 (re-exported)
-
-CELL_SIZE = 8
-"""Side in pixels of the cell each position of the network's coarse output covers."""
-
+from superpoint_ros.feature_types import ARCHITECTURES, CELL_SIZE, MAGICLEAP, MIT  # noqa: F401 (re-exported)
 
 
 def cell_probabilities_to_scores(logits: torch.Tensor) -> torch.Tensor:

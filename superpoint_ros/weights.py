@@ -31,8 +31,8 @@ from superpoint_ros.feature_types import (  # noqa: F401 (re-exported)
 )
 from superpoint_ros.model import ARCHITECTURES, MAGICLEAP, MIT, SuperPoint, SuperPointArchitecture
 from superpoint_ros.model_mit import MitArchitecture, MitSuperPoint, SuperPointNetwork
+from superpoint_ros.weights_files import HUB_FILENAME, WeightsError, resolve_weights_file  # noqa: F401 (re-exported)
 
-HUB_FILENAME = "model.safetensors"
 _LAYOUTS = (
     "Magic Leap's ('encoder.conv_blocks.0.conv_a.weight' ... as on the Hugging Face hub, or "
     "'conv1a.weight' ... as in superpoint_v1.pth) nor the MIT one of rpautrat/SuperPoint "
@@ -47,11 +47,6 @@ _MAGICLEAP_NAMES = {
     "convDa": "descriptor_decoder.conv_descriptor_a",
     "convDb": "descriptor_decoder.conv_descriptor_b",
 }
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-class WeightsError(RuntimeError):
-    """The weights could not be found, read, or do not fit SuperPoint."""
 
 
 def load_model(
@@ -99,36 +94,6 @@ def layout_of(state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> str:
         return MIT
     first = ", ".join(f"'{name}'" for name in list(state_dict)[:3]) or "no tensors"
     raise WeightsError(f"{path} is not a SuperPoint checkpoint: its tensors ({first} ...) follow neither {_LAYOUTS}.")
-
-
-def resolve_weights_file(weights: str, revision: str | None = None) -> pathlib.Path:
-    """The local file that `weights` names, downloading (or taking from the cache) a hub repo."""
-    path = pathlib.Path(weights).expanduser()
-    if path.is_dir():
-        candidate = path / HUB_FILENAME
-        if not candidate.is_file():
-            raise WeightsError(f"Weights directory {path} has no {HUB_FILENAME}.")
-        return candidate
-    if path.is_file():
-        return path
-    if not _REPO_ID.match(weights) or weights.endswith((".safetensors", ".pth", ".pt")):
-        raise WeightsError(f"Weights file {path} does not exist.")
-    return _download_from_hub(weights, revision)
-
-
-def _download_from_hub(repo_id: str, revision: str | None) -> pathlib.Path:
-    import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        return pathlib.Path(huggingface_hub.hf_hub_download(repo_id, HUB_FILENAME, revision=revision))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
-        raise WeightsError(
-            f"Could not get {HUB_FILENAME} of '{repo_id}'"
-            f"{f' at revision {revision}' if revision else ''} from the Hugging Face hub and no "
-            f"cached copy exists ({type(error).__name__}); download it elsewhere and point "
-            "`weights` at the local model.safetensors file or the directory holding it."
-        ) from error
 
 
 def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:

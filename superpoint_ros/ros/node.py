@@ -111,7 +111,7 @@ class DetectorStages(Stages):
     """The detector node's work, as stages (see `ros_support.Stages`)."""
 
     def _startup_errors(self) -> tuple[type[Exception], ...]:
-        from superpoint_ros.weights import WeightsError
+        from superpoint_ros.weights_files import WeightsError
 
         return (WeightsError, *STARTUP_ERRORS)
 
@@ -218,14 +218,11 @@ class DetectorStages(Stages):
     def _create_detector(self, config: DetectorConfig):
         """Load the weights and build the engine (slow: imported only now, after the checks); with
         int8 calibrated on frames, also the `FrameCalibration` that collects them, else None."""
-        import torch
-
-        from superpoint_ros.detector import Detector
-        from superpoint_ros.frame_calibration import FrameCalibration
+        from superpoint_ros.detector_choice import create_detector
 
         requested_device = config["device"]
         on_frames = config["precision"] == "int8" and config["int8_calibration"] == "frames"
-        detector = Detector(
+        detector = create_detector(
             weights=config["weights"],
             weights_revision=config["weights_revision"] or None,
             architecture=config["architecture"],
@@ -240,7 +237,7 @@ class DetectorStages(Stages):
             resize=config.resize,
         )
         device = detector.device
-        where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "the CPU"
+        where = f"{device} ({_gpu_name(device)})" if device.type == "cuda" else "the CPU"
         reason = ", no CUDA GPU seen" if requested_device == "auto" and device.type == "cpu" else ""
         self.get_logger().info(
             f"SuperPoint runs on {where} (device '{requested_device}'{reason}) with the {detector.backend} engine "
@@ -248,6 +245,8 @@ class DetectorStages(Stages):
         )
         calibration = None
         if on_frames:
+            from superpoint_ros.frame_calibration import FrameCalibration
+
             calibration = FrameCalibration(detector, config["int8_calibration_count"], self.get_logger())
             self.get_logger().info("int8 takes over once it is calibrated on the first frames")
         licence = "untrained, no licence" if config["weights"] == RANDOM_WEIGHTS else LICENCES[detector.architecture]
@@ -397,6 +396,12 @@ class ManagedDetectorNode(DetectorStages, ManagedStages):
         super().__init__(NODE_NAME, **node_options)
 
 
+def _gpu_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device)
+
+
 def create(managed: bool = False, **node_options) -> Node:
     """The plain or the managed detector node."""
     return (ManagedDetectorNode if managed else DetectorNode)(**node_options)
@@ -404,7 +409,7 @@ def create(managed: bool = False, **node_options) -> Node:
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; 1 (after one fatal log line) if it cannot start."""
-    from superpoint_ros.weights import WeightsError
+    from superpoint_ros.weights_files import WeightsError
 
     return run_node(NODE_NAME, create, (WeightsError, *STARTUP_ERRORS), args)
 
