@@ -31,6 +31,7 @@ from superpoint_ros.bag_reading import (
 from superpoint_ros.bag_tracking import trackings
 from superpoint_ros.calibration import CALIBRATION_COUNT
 from superpoint_ros.detector import Detections, Detector
+from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.frame_calibration import FrameCalibration
 from superpoint_ros.frame_tracking import Problem
 from superpoint_ros.weights import DEFAULT_WEIGHTS, WeightsError
@@ -206,7 +207,7 @@ def process(
             if on_frames:
                 arguments["precision"] = "float32"
             try:
-                detector = Detector(**arguments)
+                detector = create_detector(**arguments)
                 if on_frames:
                     count = arguments.get("calibration_count", CALIBRATION_COUNT)
                     calibration = FrameCalibration(detector, count, logging.getLogger(PROGRAM))

@@ -10,10 +10,11 @@ runs when the network would run in OpenVINO on the CPU anyway:
   `frames`, int8 taking over from float32 on a camera's first frames, is `Detector`'s);
 - no `resize` is asked for: its antialiased resize is torch's.
 Anything else (CUDA, the torch or onnxruntime engines, int8 on a camera's frames, a resize)
-gets `Detector`, as before.
+gets `Detector`, as before; so does a machine where the network cannot be prepared and cached.
 """
 
 import importlib.util
+import logging
 import pathlib
 import re
 
@@ -62,12 +63,22 @@ def create_detector(
     **arguments,
 ):
     """`OpenVinoDetector(...)` where `runs_without_torch`, else `Detector(...)`, with `arguments`
-    passed on (their names are `Detector`'s). `tensorrt_cache_dir` is for `Detector` only."""
+    passed on (their names are `Detector`'s; `tensorrt_cache_dir` is `Detector`'s only,
+    `network_cache_dir` and `python` `OpenVinoDetector`'s only). Should this machine stop the
+    torch-free network from being prepared (`openvino_ir.PreparationError`: a cache directory
+    that cannot be written, say), a warning says so and `Detector` runs instead."""
     if runs_without_torch(device, backend, precision, calibration, resize):
         from superpoint_ros.openvino_detector import OpenVinoDetector
+        from superpoint_ros.openvino_ir import PreparationError
 
-        arguments.pop("tensorrt_cache_dir", None)
-        return OpenVinoDetector(precision=precision, calibration=calibration, **arguments)
+        torch_free = {name: value for name, value in arguments.items() if name != "tensorrt_cache_dir"}
+        try:
+            return OpenVinoDetector(precision=precision, calibration=calibration, **torch_free)
+        except PreparationError as error:
+            logger = arguments.get("logger") or logging.getLogger(__name__)
+            logger.warning(f"{error}; running the network with torch instead (about 250 MB more memory)")
+        arguments.pop("network_cache_dir", None)
+        arguments.pop("python", None)
     from superpoint_ros.detector import Detector
 
     return Detector(

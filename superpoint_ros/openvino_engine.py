@@ -37,7 +37,7 @@ class OpenVinoEngine:
         import openvino
 
         self._openvino = openvino
-        self._config = {
+        self.config = {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
             "PERFORMANCE_HINT": "LATENCY",
         }
@@ -51,7 +51,7 @@ class OpenVinoEngine:
         if request is None:
             graph = self._graph.clone()
             graph.reshape({0: self._openvino.PartialShape([1, 1, *size])})
-            compiled = self._core.compile_model(graph, "CPU", self._config)
+            compiled = self._core.compile_model(graph, "CPU", self.config)
             request = compiled.create_infer_request()
             self._requests[size] = request
             if len(self._requests) > self.kept_shapes:

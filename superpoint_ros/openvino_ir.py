@@ -38,6 +38,12 @@ CALIBRATION_COUNT = 16
 _ERROR_PREFIX = "openvino_ir error: "
 
 
+class PreparationError(RuntimeError):
+    """The network could not be prepared for a reason of this machine, not of the request: the
+    cache directory is not writable, the interpreter cannot start, the child died. `Detector`
+    (which builds its network in memory) can still run the same request."""
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkRequest:
     """What the network is made of; the fields mean what `Detector`'s arguments of the same names do."""
@@ -100,8 +106,9 @@ def prepare(
 ) -> PreparedNetwork:
     """The IR of `request`'s network: from the cache in `cache_dir` (default `default_cache_dir()`),
     else made by `python -m superpoint_ros.openvino_ir` and cached. The child's log lines (int8:
-    how the quantised model was obtained) go to `logger`. Raises `WeightsError` or `ValueError`
-    with the child's one-line reason when it cannot make the network."""
+    how the quantised model was obtained) go to `logger`. Raises, with the child's one-line
+    reason, `WeightsError` or `ValueError` for a request that cannot be met, and
+    `PreparationError` when this machine stopped it (see there)."""
     directory = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     manifest = directory / f"superpoint_network_{request_key(request)}.json"
     cached = read_manifest(manifest)
@@ -111,17 +118,18 @@ def prepare(
     try:
         child = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError as error:
-        raise ValueError(f"cannot start {python} to prepare the OpenVINO network: {error}") from error
+        raise PreparationError(f"cannot start {python} to prepare the OpenVINO network: {error}") from error
+    errors = {"WeightsError": WeightsError, "ValueError": ValueError}
     for line in child.stderr.splitlines():
         if line.startswith(_ERROR_PREFIX):
             kind, _, message = line.removeprefix(_ERROR_PREFIX).partition(": ")
-            raise (WeightsError if kind == "WeightsError" else ValueError)(message)
+            raise errors.get(kind, PreparationError)(message)
         if logger is not None and line.strip():
             logger.info(line)
     prepared = read_manifest(manifest)
     if child.returncode != 0 or prepared is None:
         last = child.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise ValueError(f"preparing the OpenVINO network failed (exit status {child.returncode}): {last[0]}")
+        raise PreparationError(f"preparing the OpenVINO network failed (exit status {child.returncode}): {last[0]}")
     return dataclasses.replace(prepared, prepared_now=True)
 
 
@@ -214,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _make(NetworkRequest(**fields), arguments.manifest)
     except (WeightsError, ValueError, OSError) as error:
-        print(f"{_ERROR_PREFIX}{type(error).__name__}: {error}", file=sys.stderr)
+        kind = type(error).__name__ if isinstance(error, (WeightsError, ValueError)) else "OSError"
+        print(f"{_ERROR_PREFIX}{kind}: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0
 

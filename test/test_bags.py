@@ -24,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud
 
 from superpoint_ros import bag_messages, bags
 from superpoint_ros.detector import Detector
+from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.ros.ros_messages import image_message
 from superpoint_ros.ros.tracker_node import TrackerNode
@@ -175,8 +176,9 @@ def test_keypoints_equal_the_detectors_bit_for_bit_at_the_same_batch_and_rosbags
 
     written = read_bag(output)
     assert set(written) == {"/cam0/keypoints", "/cam1/keypoints"}
-    # The same batches: the bag's order cut in threes, each run grouped by shape as `detect` does.
-    detector = Detector(weights="random", device="cpu")
+    # The same batches: the bag's order cut in threes, each run grouped by shape as `detect` does,
+    # by the detector the node and the bag tool build for these arguments (torch-free on the CPU).
+    detector = create_detector(weights="random", device="cpu")
     decoded = [
         frames[0],
         frames[1],

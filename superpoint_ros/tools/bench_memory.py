@@ -10,13 +10,13 @@ processes of its own, so that nothing shares a heap with this one:
 
 - **Breakdown**: a child process (`--stages`) does what the node process does, step by step,
   and reads its own `/proc/self/status` after each step: the imports (numpy and OpenCV, rclpy
-  and the messages, OpenVINO, torch, our node module), the `Detector` (weights, graph; for int8
-  the calibration and quantisation), the first 480×640 frame (the engine compiled for that
-  shape and its buffers), a 2-frame batch, a few more frames at the settings that give the most
-  keypoints, and last `malloc_trim(0)`, which shows how much of the heap was free but kept.
-  It also names the heavy packages imported by then that the engine does not need. A third
-  process runs the float32 OpenVINO engine alone, read from an IR file, without importing
-  torch: the floor a torch-free OpenVINO path of the node would start from.
+  and the messages, OpenVINO, our node module), the detector the node would build
+  (`detector_choice.create_detector`: on the CPU with OpenVINO, the torch-free
+  `OpenVinoDetector`, whose network a child process prepares once), the first 480×640 frame
+  (the engine compiled for that shape and its buffers), a 2-frame batch, a few more frames at
+  the settings that give the most keypoints, and last `malloc_trim(0)`, which shows how much of
+  the heap was free but kept. It also names the heavy packages imported by then that the engine
+  does not need, torch among them.
 - **Node**: `python -m superpoint_ros.ros.node` as a process (device cpu, reliable input), with one or
   two `camera_sim` cameras at `CAMERA_RATE_HZ`, 480×640 bgr8. After the node's log says it has
   processed `WARMUP_FRAMES` frames of each camera, and `SETTLE_S` seconds more, its RSS is read
@@ -47,7 +47,6 @@ TARGETS_MB = {("float32", 2): 600, ("int8", 2): 500, ("float32", 1): 500}
 """Issue 17 §2: RSS after warm-up for (precision, cameras)."""
 # Packages the node must not need at run time with the OpenVINO engine: the reference and tools.
 TOOLING_MODULES = ("transformers", "nncf", "onnxruntime", "huggingface_hub", "safetensors.torch")
-ENGINE_ONLY = "float32 engine without torch"
 _STATUS_FIELDS = {"VmRSS": "rss_mb", "RssAnon": "anon_mb", "RssFile": "file_mb", "VmHWM": "peak_mb"}
 
 
@@ -85,64 +84,43 @@ def run_stages(weights: str, precision: str, cache_dir: str) -> None:
         import openvino  # noqa: F401
 
         step("OpenVINO")
-    if precision == ENGINE_ONLY:
-        run_engine_only(weights, step)
-        return
-    import torch  # noqa: F401
+    import numpy as np
 
-    step("torch")
     import superpoint_ros.ros.node  # noqa: F401
-    from superpoint_ros.detector import DetectionSettings, Detector
-    from superpoint_ros.tools.bench_scenes import benchmark_scene
+    from superpoint_ros.calibration import calibration_scenes
+    from superpoint_ros.detector_choice import create_detector
+    from superpoint_ros.feature_types import DetectionSettings
 
     step("our node module")
-    detector = Detector(weights=weights, device="cpu", precision=precision, quantization_cache_dir=cache_dir)
-    parameters = sum(parameter.numel() * parameter.element_size() for parameter in detector.model.parameters())
-    step("Detector")
-    image = benchmark_scene(HEIGHT, WIDTH, seed=0)
+    detector = create_detector(
+        weights=weights,
+        device="cpu",
+        precision=precision,
+        quantization_cache_dir=cache_dir,
+        network_cache_dir=cache_dir,
+    )
+    step(f"detector ({type(detector).__name__})")
+    image = np.dstack([calibration_scenes(1, HEIGHT, WIDTH)[0]] * 3)
     detector.detect([image])
     step("first frame (batch 1)")
     detector.detect([image, image])
     step("first 2-frame batch")
-    detector.settings = DetectionSettings(keypoint_threshold=0.001, nms_radius=2, border_removal_distance=0)
+    most = DetectionSettings(keypoint_threshold=0.001, nms_radius=2, border_removal_distance=0)
     for _ in range(3):
-        detector.detect([image, image])
+        detector.detect([image, image], settings=most)
     step("3 batches at the most keypoints")
     malloc_trim()
     step("malloc_trim")
-    loaded = [name for name in TOOLING_MODULES if name in sys.modules]
-    print(json.dumps({"weights_mb": parameters / 1e6, "tooling_imported": loaded}))
+    loaded = [name for name in (*TOOLING_MODULES, "torch") if name in sys.modules]
+    print(json.dumps({"weights_mb": weights_file_mb(detector), "tooling_imported": loaded}))
 
 
-def run_engine_only(graph_path: str, step) -> None:
-    """The float32 OpenVINO engine alone, as `OpenVinoNetwork` runs it, from the IR file at
-    `graph_path`, in a process without torch: what the node would weigh if its OpenVINO path
-    did not import torch (pre- and post-processing excluded)."""
-    import numpy as np
-    import openvino
-
-    graph = openvino.Core().read_model(graph_path)
-    graph.reshape({0: openvino.PartialShape([1, 1, HEIGHT, WIDTH])})
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    request = openvino.Core().compile_model(graph, "CPU", config).create_infer_request()
-    step("engine compiled (no torch)")
-    pixels = np.random.default_rng(0).random((2, 1, HEIGHT, WIDTH), dtype=np.float32)
-    request.infer({0: pixels[:1]}, share_inputs=True, share_outputs=True)
-    step("first frame (batch 1)")
-    for index in range(2):
-        request.infer({0: pixels[index : index + 1]}, share_inputs=True, share_outputs=True)
-    step("first 2-frame batch")
-    print(json.dumps({"weights_mb": pathlib.Path(graph_path).with_suffix(".bin").stat().st_size / 1e6}))
-
-
-def save_float_graph(weights: str, path: pathlib.Path) -> None:
-    """The float32 OpenVINO graph of `weights` as IR at `path` (.xml and .bin), for `run_engine_only`."""
-    import openvino
-
-    from superpoint_ros.backends import openvino_graph
-    from superpoint_ros.weights import load_model
-
-    openvino.save_model(openvino_graph(load_model(weights)), path, compress_to_fp16=False)
+def weights_file_mb(detector) -> float:
+    """The network's parameters in MB: the IR's .bin of the torch-free detector, else the module's."""
+    prepared = getattr(detector, "prepared", None)
+    if prepared is not None:
+        return prepared.graph_path.with_suffix(".bin").stat().st_size / 1e6
+    return sum(parameter.numel() * parameter.element_size() for parameter in detector.model.parameters()) / 1e6
 
 
 def breakdown(weights: str, precision: str, cache_dir: str) -> dict:
@@ -226,7 +204,7 @@ def batch_speed(weights: str, runs: int = SPEED_RUNS) -> dict:
     network = OpenVinoNetwork(model)
     graph = openvino_graph(model)
     graph.reshape({0: openvino.PartialShape([2, 1, HEIGHT, WIDTH])})
-    batched = openvino.Core().compile_model(graph, "CPU", network._config).create_infer_request()
+    batched = openvino.Core().compile_model(graph, "CPU", network.engine.config).create_infer_request()
     pixels = np.random.default_rng(0).random((2, 1, HEIGHT, WIDTH), dtype=np.float32)
     grey = torch.from_numpy(pixels)
     ways = {"image by image": lambda: network(grey), "compiled for batch 2": lambda: batched.infer({0: pixels})}
@@ -239,6 +217,57 @@ def batch_speed(weights: str, runs: int = SPEED_RUNS) -> dict:
             function()
             durations[name].append(time.perf_counter() - start)
     return {name: 1e3 * float(np.median(samples)) for name, samples in durations.items()}
+
+
+def detector_speed(weights: str, runs: int = SPEED_RUNS) -> dict:
+    """Milliseconds (median, interleaved as in `batch_speed`) of one 480×640 frame through the
+    torch-free `OpenVinoDetector` the node runs and through `Detector` with the OpenVINO engine,
+    at the default settings and at those that give the most keypoints."""
+    import numpy as np
+
+    from superpoint_ros.calibration import calibration_scenes
+    from superpoint_ros.detector import Detector
+    from superpoint_ros.feature_types import DetectionSettings
+    from superpoint_ros.openvino_detector import OpenVinoDetector
+
+    image = np.dstack([calibration_scenes(1, HEIGHT, WIDTH, seed=3)[0]] * 3)
+    with tempfile.TemporaryDirectory(prefix="superpoint_speed_") as cache:
+        detectors = {
+            "torch-free": OpenVinoDetector(weights=weights, network_cache_dir=cache),
+            "Detector": Detector(weights=weights, device="cpu", backend="openvino"),
+        }
+    results = {}
+    for label, settings in (
+        ("default settings", DetectionSettings()),
+        ("most keypoints", DetectionSettings(keypoint_threshold=0.001, nms_radius=2, border_removal_distance=0)),
+    ):
+        durations = {name: [] for name in detectors}
+        for detector in detectors.values():
+            (found,) = detector.detect([image], settings=settings)
+        for run in range(runs):
+            for name, detector in list(detectors.items())[:: 1 if run % 2 else -1]:
+                start = time.perf_counter()
+                detector.detect([image], settings=settings)
+                durations[name].append(time.perf_counter() - start)
+        medians = {name: 1e3 * float(np.median(samples)) for name, samples in durations.items()}
+        results[label] = {**medians, "keypoints": len(found.scores), "runs": runs}
+    return results
+
+
+def format_detector_speed(speed: dict) -> str:
+    runs = next(iter(speed.values()))["runs"]
+    lines = [
+        f"One 480×640 frame, median of {runs} interleaved runs:",
+        "",
+        "| settings | keypoints | torch-free OpenVinoDetector ms | Detector (OpenVINO) ms | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for label, row in speed.items():
+        ratio = row["torch-free"] / row["Detector"]
+        lines.append(
+            f"| {label} | {row['keypoints']} | {row['torch-free']:.0f} | {row['Detector']:.0f} | {ratio:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def run_memory_benchmark(weights: str, precisions: tuple[str, ...] = ("float32", "int8"), stages: bool = True) -> dict:
@@ -259,11 +288,6 @@ def run_memory_benchmark(weights: str, precisions: tuple[str, ...] = ("float32",
                 row["note"] = note
                 rows.append(row)
                 print(f"memory: {format_node_table([row]).splitlines()[-1]}", flush=True)
-        if stages and importlib.util.find_spec("openvino") is not None:
-            print("memory: breakdown, the float32 OpenVINO engine in a process without torch", flush=True)
-            graph_path = pathlib.Path(scratch) / "superpoint_float32.xml"
-            save_float_graph(weights, graph_path)
-            breakdowns.append(breakdown(str(graph_path), ENGINE_ONLY, scratch))
     print("memory: batch speed, image by image against compiled for batch 2", flush=True)
     speed = batch_speed(weights)
     ratio = speed["image by image"] / speed["compiled for batch 2"]
@@ -272,10 +296,18 @@ def run_memory_benchmark(weights: str, precisions: tuple[str, ...] = ("float32",
         f"{speed['image by image']:.0f} ms, compiled for batch 2 {speed['compiled for batch 2']:.0f} ms "
         f"(ratio {ratio:.2f})."
     )
-    table = format_node_table(rows) + "\n\n" + speed_line
+    print("memory: speed, the torch-free detector against Detector with OpenVINO", flush=True)
+    detector_speeds = detector_speed(weights)
+    table = format_node_table(rows) + "\n\n" + speed_line + "\n\n" + format_detector_speed(detector_speeds)
     if breakdowns:
         table += "\n\n" + format_breakdown(breakdowns)
-    return {"breakdowns": breakdowns, "node": rows, "batch_speed_ms": speed, "table": table}
+    return {
+        "breakdowns": breakdowns,
+        "node": rows,
+        "batch_speed_ms": speed,
+        "detector_speed_ms": detector_speeds,
+        "table": table,
+    }
 
 
 def format_node_table(rows: list[dict]) -> str:
