@@ -20,6 +20,7 @@ import contextlib
 import numpy as np
 import torch
 
+from superpoint_ros.feature_types import MIN_SIDE  # noqa: F401 (re-exported)
 from superpoint_ros.model import MAGICLEAP, MIT
 from superpoint_ros.numpy_images import (  # noqa: F401 (ImageError and check_image re-exported)
     _FULL_SCALE,

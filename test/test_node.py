@@ -19,6 +19,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from superpoint_ros.detector import DetectionSettings, Detector
+from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.ros.node import NODE_NAME, RUNTIME_PARAMETERS, DetectorNode
 from superpoint_ros.ros.ros_messages import detections_from_message, image_message
 
@@ -31,8 +32,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 @pytest.fixture(scope="module")
 def reference():
-    """The same pipeline the node runs, called directly."""
-    return Detector(weights="random", device="cpu")
+    """The same pipeline the node runs (the detector it builds for these parameters), called directly."""
+    return create_detector(weights="random", device="cpu")
 
 
 def send(publisher, inbox, message):
@@ -177,7 +178,7 @@ def test_detection_parameters_change_the_next_frame_through_the_parameter_servic
     results = set_parameters(graph, namespace, nms_radius=2, border_removal_distance=8, keypoint_threshold=0.01)
     assert [result.successful for result in results] == [True] * 3
     after = exchange(publisher, inbox, image_message(image, "bgr8", header(2)))
-    expected_detector = Detector(
+    expected_detector = create_detector(
         weights="random",
         device="cpu",
         max_keypoints=7,
@@ -258,14 +259,16 @@ def test_every_parameter_is_described_and_every_number_has_a_range(graph, start_
     graph.assert_parameters_described(f"{namespace}/{NODE_NAME}", RUNTIME_PARAMETERS)
 
 
-def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(graph, start_node, reference):
+def test_the_resize_parameters_run_the_network_smaller_and_report_source_pixels(graph, start_node):
     # 120×160 → 48×40: the axes shrink by different ratios (2.5 and 4).
     node, namespace = start_node(resize_height=48, resize_width=40)
     publisher, inbox = connect(graph, node, namespace)
     image = scene(13)
     received = exchange(publisher, inbox, image_message(image, "bgr8", header(1)))
     assert (received.height, received.width) == (HEIGHT, WIDTH)
-    (small,) = reference.detect([resized_grey(image, (48, 40))])
+    # A resize runs the torch pipeline (its antialiased resize is torch's): `Detector`.
+    assert isinstance(node.detector, Detector)
+    (small,) = Detector(weights="random", device="cpu").detect([resized_grey(image, (48, 40))])
     assert len(small.scores) > 5
     received = detections_from_message(received)
     np.testing.assert_allclose(received.keypoints, through_resize(small.keypoints, (48, 40), (HEIGHT, WIDTH)))

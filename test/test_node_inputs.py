@@ -15,7 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from superpoint_ros.detector import Detector
+from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.ros.diagnostics import CameraHealth, camera_status
 from superpoint_ros.ros.ros_messages import detections_from_message, image_message
@@ -31,7 +31,7 @@ _namespaces = itertools.count()
 
 @pytest.fixture(scope="module")
 def reference():
-    return Detector(weights="random", device="cpu")
+    return create_detector(weights="random", device="cpu")
 
 
 def from_node(log, namespace):

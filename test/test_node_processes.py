@@ -19,7 +19,7 @@ from ament_index_python.packages import get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from superpoint_ros.detector import Detector
+from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.msg import KeypointArray
 
 from conftest import structured_image
@@ -61,7 +61,7 @@ def answers(inbox, frame_id: str) -> int:
 def rate_below_capacity(height: int, width: int) -> float:
     """A rate (Hz) the node sustains on this machine as loaded as it is now: one inference of
     the same engine at this size is timed here, and the node is kept busy at most 40% of the time."""
-    detector = Detector(weights="random", device="cpu")
+    detector = create_detector(weights="random", device="cpu")
     image = structured_image(height, width, seed=0)
     detector.detect([image])
     started_s = time.monotonic()

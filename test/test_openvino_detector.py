@@ -152,6 +152,13 @@ def test_changed_weights_are_prepared_again(hf_weights, tmp_path):
     assert second.prepared.prepared_now and second.prepared.graph_path != first.prepared.graph_path
 
 
+def test_one_cache_keeps_the_networks_of_each_architecture_apart(tmp_path):
+    magicleap = OpenVinoDetector(weights="random", network_cache_dir=tmp_path)
+    mit = OpenVinoDetector(weights="random", architecture=MIT, network_cache_dir=tmp_path)
+    assert (magicleap.architecture, mit.architecture) == ("magicleap", MIT)
+    assert mit.prepared.prepared_now and mit.prepared.graph_path != magicleap.prepared.graph_path
+
+
 def test_missing_weights_fail_with_one_clear_sentence(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         OpenVinoDetector(weights=str(tmp_path / "absent.safetensors"), network_cache_dir=tmp_path)
