@@ -17,6 +17,7 @@ from torch.nn import functional
 
 from superpoint_ros.feature_types import DetectionSettings
 from superpoint_ros.model import CELL_SIZE, MAGICLEAP, MIT
+from superpoint_ros.numpy_keypoints import clear_border
 
 _OPENCV_DILATE_DTYPES = (torch.uint8, torch.int16, torch.float32, torch.float64)
 
@@ -114,14 +115,7 @@ def _candidates(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where a keypoint may be `(B, H, W)`, how many such pixels each image has, and how many
     keypoints it gets (that, capped by `max_keypoints`)."""
-    _, height, width = scores.shape
-    keep = scores > keypoint_threshold
-    border = border_removal_distance
-    if border > 0:
-        keep[:, :border] = False
-        keep[:, max(height - border, 0) :] = False
-        keep[:, :, :border] = False
-        keep[:, :, max(width - border, 0) :] = False
+    keep = clear_border(scores > keypoint_threshold, border_removal_distance)
     kept = keep.flatten(1).sum(dim=1)
     counts = kept.clamp(max=max_keypoints) if max_keypoints >= 0 else kept
     return keep, kept, counts

@@ -33,20 +33,26 @@ def simple_nms(scores: np.ndarray, nms_radius: int) -> np.ndarray:
     return np.where(is_max, scores, np.float32(0))
 
 
+def clear_border(keep, border: int):
+    """`keep` `(B, H, W)` (a numpy array or a torch tensor) with its outer `border` pixels set
+    False, in place; returned."""
+    if border > 0:
+        height, width = keep.shape[-2:]
+        keep[:, :border] = False
+        keep[:, max(height - border, 0) :] = False
+        keep[:, :, :border] = False
+        keep[:, :, max(width - border, 0) :] = False
+    return keep
+
+
 def select_keypoints(
     scores: np.ndarray, keypoint_threshold: float, border_removal_distance: int, max_keypoints: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each image's keypoints `(N, 2)` float32 (x, y) and scores `(N,)`, best first, from NMS'd
     scores `(B, H, W)`: above the threshold, at least `border_removal_distance` pixels inside,
     the best `max_keypoints` (−1: all). Equal scores come in pixel order."""
-    _, height, width = scores.shape
-    keep = scores > keypoint_threshold
-    border = border_removal_distance
-    if border > 0:
-        keep[:, :border] = False
-        keep[:, max(height - border, 0) :] = False
-        keep[:, :, :border] = False
-        keep[:, :, max(width - border, 0) :] = False
+    width = scores.shape[-1]
+    keep = clear_border(scores > keypoint_threshold, border_removal_distance)
     selected = []
     for image_scores, image_keep in zip(scores, keep, strict=True):
         flat_index = np.flatnonzero(image_keep)
