@@ -160,3 +160,16 @@ def processes():
     yield started.append
     for child in reversed(started):
         child.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prepared_random_network():
+    """The torch-free network for `weights: random`, which most node processes of the tests load,
+    prepared in the user's cache before they start (a no-op once it is there). Otherwise the
+    first node processes, often started together, would each prepare it in a child of their own."""
+    from superpoint_ros.openvino_engine import openvino_available
+
+    if openvino_available():
+        from superpoint_ros import openvino_ir
+
+        openvino_ir.prepare(openvino_ir.NetworkRequest("random"))
