@@ -147,6 +147,13 @@ def test_the_camera_stand_in_and_the_image_codec_load_no_torch():
         "superpoint_ros.ros.node",
         "superpoint_ros.ros.detector_parameters",
         "superpoint_ros.ros.tracker_parameters",
+        "superpoint_ros.detector_choice",
+        "superpoint_ros.openvino_detector",
+        "superpoint_ros.openvino_ir",
+        "superpoint_ros.openvino_engine",
+        "superpoint_ros.numpy_images",
+        "superpoint_ros.numpy_keypoints",
+        "superpoint_ros.weights_files",
     ],
 )
 def test_light_modules_load_no_torch(module):
