@@ -114,6 +114,10 @@ def prepare(
     cached = read_manifest(manifest)
     if cached is not None:
         return cached
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PreparationError(f"cannot create the network cache {directory}: {error.strerror or error}") from error
     command = [python, "-m", "superpoint_ros.openvino_ir", json.dumps(dataclasses.asdict(request)), str(manifest)]
     try:
         child = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -8,7 +8,6 @@ descriptors agree to the rounding of the numpy sampling (test_numpy_keypoints.py
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -77,20 +76,25 @@ def test_it_describes_itself_as_the_node_reads_a_detector(detector_pair):
     assert ours.device.type == "cpu" and str(ours.device) == str(theirs.device)
 
 
-def test_the_mit_network_runs_torch_free_too(network_cache):
-    ours = OpenVinoDetector(weights="random", architecture=MIT, network_cache_dir=network_cache)
+@pytest.fixture(scope="module")
+def random_mit(network_cache):
+    return OpenVinoDetector(weights="random", architecture=MIT, network_cache_dir=network_cache)
+
+
+def test_the_mit_network_runs_torch_free_too(random_mit):
+    ours = random_mit
     theirs = Detector(weights="random", architecture=MIT, device="cpu", backend="openvino")
     assert ours.architecture == MIT
     frames = [structured_image(96, 128, 5)]
     assert_same_detections(ours.detect(frames), theirs.detect(frames))
 
 
-def test_its_process_never_imports_torch(sharp_hf_weights, tmp_path):
+def test_its_process_never_imports_torch(sharp_hf_weights, network_cache, detector_pair):
     script = f"""
 import sys
 import numpy as np
 from superpoint_ros.detector_choice import create_detector
-detector = create_detector(weights={str(sharp_hf_weights)!r}, device="auto", network_cache_dir={str(tmp_path)!r})
+detector = create_detector(weights={str(sharp_hf_weights)!r}, device="auto", network_cache_dir={str(network_cache)!r})
 (result,) = detector.detect([np.full((64, 80, 3), 90, np.uint8)])
 print(type(detector).__name__, "torch" in sys.modules, "openvino" in sys.modules)
 """
@@ -98,16 +102,15 @@ print(type(detector).__name__, "torch" in sys.modules, "openvino" in sys.modules
     assert output.stdout.split() == ["OpenVinoDetector", "False", "True"]
 
 
-def test_a_second_start_loads_the_cached_network_without_a_child(hf_weights, tmp_path):
-    first = OpenVinoDetector(weights=str(hf_weights), network_cache_dir=tmp_path)
-    assert first.prepared.prepared_now
+def test_a_second_start_loads_the_cached_network_without_a_child(sharp_hf_weights, network_cache, detector_pair):
+    first, _ = detector_pair
     # No interpreter to start a child with: only the cache can serve this one.
-    second = OpenVinoDetector(weights=str(hf_weights), network_cache_dir=tmp_path, python="/nonexistent/python")
+    second = OpenVinoDetector(weights=str(sharp_hf_weights), network_cache_dir=network_cache, python="/nonexistent")
     assert not second.prepared.prepared_now and second.prepared.graph_path == first.prepared.graph_path
     frames = [structured_image(64, 80, 1)]
     assert_same_detections(second.detect(frames), first.detect(frames))
-    with pytest.raises(openvino_ir.PreparationError, match="cannot start /nonexistent/python"):
-        OpenVinoDetector(weights="random", seed=7, network_cache_dir=tmp_path, python="/nonexistent/python")
+    with pytest.raises(openvino_ir.PreparationError, match="cannot start /nonexistent"):
+        OpenVinoDetector(weights="random", seed=7, network_cache_dir=network_cache, python="/nonexistent")
 
 
 class Heard:
@@ -141,22 +144,22 @@ def test_a_cache_that_cannot_be_written_falls_back_to_detector_with_a_warning(tm
     assert "running the network with torch instead" in warnings[0]
 
 
-def test_changed_weights_are_prepared_again(hf_weights, tmp_path):
+def test_the_cache_follows_the_weights_files_content(sharp_hf_weights, network_cache, detector_pair, tmp_path):
+    """A copy of the same file is the same network (no child); new values in it are a new one."""
     weights = tmp_path / "weights"
     weights.mkdir()
-    (weights / "model.safetensors").write_bytes((hf_weights / "model.safetensors").read_bytes())
-    first = OpenVinoDetector(weights=str(weights), network_cache_dir=tmp_path / "cache")
-    # Same names and shapes, another random network's values.
-    make_hf_weights(weights, seed=99)
-    second = OpenVinoDetector(weights=str(weights), network_cache_dir=tmp_path / "cache")
-    assert second.prepared.prepared_now and second.prepared.graph_path != first.prepared.graph_path
+    (weights / "model.safetensors").write_bytes((sharp_hf_weights / "model.safetensors").read_bytes())
+    copy = OpenVinoDetector(weights=str(weights), network_cache_dir=network_cache, python="/nonexistent")
+    assert copy.prepared.graph_path == detector_pair[0].prepared.graph_path
+    make_hf_weights(weights, seed=99)  # same names and shapes, another random network's values
+    changed = OpenVinoDetector(weights=str(weights), network_cache_dir=network_cache)
+    assert changed.prepared.prepared_now and changed.prepared.graph_path != copy.prepared.graph_path
 
 
-def test_one_cache_keeps_the_networks_of_each_architecture_apart(tmp_path):
-    magicleap = OpenVinoDetector(weights="random", network_cache_dir=tmp_path)
-    mit = OpenVinoDetector(weights="random", architecture=MIT, network_cache_dir=tmp_path)
-    assert (magicleap.architecture, mit.architecture) == ("magicleap", MIT)
-    assert mit.prepared.prepared_now and mit.prepared.graph_path != magicleap.prepared.graph_path
+def test_one_cache_keeps_the_networks_of_each_architecture_apart(random_mit, network_cache):
+    magicleap = OpenVinoDetector(weights="random", network_cache_dir=network_cache)
+    assert (magicleap.architecture, random_mit.architecture) == ("magicleap", MIT)
+    assert magicleap.prepared.graph_path != random_mit.prepared.graph_path
 
 
 def test_missing_weights_fail_with_one_clear_sentence(tmp_path):
@@ -244,27 +247,24 @@ def test_the_torch_free_detector_is_chosen_only_where_it_gives_detectors_results
     assert detector_choice.runs_without_torch(**arguments) is torch_free
 
 
-def test_the_node_process_loads_no_torch_on_the_cpu(sharp_hf_weights, tmp_path):
-    """The node as users start it on a CPU machine (device auto), up to a processed frame."""
-    script = f"""
+def test_the_node_process_loads_no_torch_on_the_cpu():
+    """The node as users start it on a CPU machine (device auto), up to a processed frame; its
+    network (random weights) was prepared in the user's cache before the tests (conftest)."""
+    script = """
 import sys
 import numpy as np
 import rclpy
 from rclpy.parameter import Parameter
 from superpoint_ros.ros.node import create
 rclpy.init()
-node = create(parameter_overrides=[Parameter("weights", value={str(sharp_hf_weights)!r})])
+node = create(parameter_overrides=[Parameter("weights", value="random")])
 (result,) = node.detector.detect([np.full((64, 80, 3), 90, np.uint8)], "bgr", node.settings)
 print(type(node.detector).__name__, node.get_parameter("backend").value, "torch" in sys.modules)
 node.destroy_node()
 rclpy.shutdown()
 """
-    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    output = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True, env=environment
-    )
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert output.stdout.split()[-3:] == ["OpenVinoDetector", "openvino", "False"]
-    assert list((tmp_path / "superpoint_ros" / "openvino").glob("superpoint_float32_*.xml"))
 
 
 def test_settings_travel_with_each_call(detector_pair):
