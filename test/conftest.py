@@ -15,6 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from domains import private_domain_id
+
+# Before anything initialises rclpy: this process, every node and CLI it starts, and launch_testing's
+# child processes join this worker's domain (see domains.py), never the default one.
+os.environ["ROS_DOMAIN_ID"] = str(private_domain_id())
+
 
 def make_hf_weights(directory: pathlib.Path, seed: int, score_head_scale: float = 1.0) -> pathlib.Path:
     """Write `config.json` + `model.safetensors` of a random SuperPoint into `directory`.

@@ -6,7 +6,8 @@ import signal
 import subprocess
 import threading
 
-from ros_graph import private_domain_id, wait_until
+from domains import private_domain_id
+from ros_graph import wait_until
 
 START_S = 60.0
 

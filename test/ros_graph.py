@@ -21,12 +21,9 @@ from std_msgs.msg import Header
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.ros.ros_messages import detections_from_message
 
+from domains import private_domain_id
+
 WAIT_S = 20.0
-
-
-def private_domain_id() -> int:
-    """A domain id unlikely to be shared with another test run on this machine."""
-    return 1 + os.getpid() % 100
 
 
 def header(sequence: int, frame_id: str = "camera") -> Header:

@@ -18,7 +18,8 @@ from superpoint_ros.ros.image_messages import decode_image_message
 from superpoint_ros.tools.camera_sim import DISTINCT_FRAMES
 from superpoint_ros.tools.scenes import camera_view, draw_scene
 
-from ros_graph import Graph, private_domain_id, wait_until
+from domains import private_domain_id
+from ros_graph import Graph, wait_until
 
 HEIGHT, WIDTH, FRAMES = 96, 128, 5
 CASES = {

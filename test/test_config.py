@@ -12,7 +12,7 @@ from rclpy.context import Context
 from superpoint_ros.backends import resolve_backend
 from superpoint_ros.ros.node import DetectorNode
 
-from ros_graph import private_domain_id
+from domains import private_domain_id
 
 CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config"
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ros_graph import private_domain_id
+from domains import private_domain_id
 
 SMALL = ["--frames", "3", "--height", "64", "--width", "80", "--overlays", "2"]
 

@@ -20,6 +20,8 @@ import sys
 
 import pytest
 
+from domains import private_domain_id
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "superpoint_ros"
 FORWARDERS = {"superpoint_ros.node", "superpoint_ros.tracker_node"}
 
@@ -181,7 +183,7 @@ def test_the_moved_names_are_still_importable_from_their_old_modules():
 def test_the_old_module_paths_still_start_the_nodes(module, parameter, reason):
     """`python -m superpoint_ros.node` / `.tracker_node`, as scripts wrote it before the ROS layer
     moved to `superpoint_ros.ros`: the node's own start-up runs and refuses a bad value in one line."""
-    environment = {**os.environ, "ROS_DOMAIN_ID": str(1 + os.getpid() % 100)}
+    environment = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id())}
     command = [sys.executable, "-m", module, "--ros-args", "-p", parameter]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     assert result.returncode != 0

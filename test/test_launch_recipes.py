@@ -32,6 +32,8 @@ from sensor_msgs.msg import PointCloud
 from superpoint_ros.backends import resolve_backend
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 
+from domains import SPARE_DOMAINS, spare_domain_ids
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CAMERAS_DOC = ROOT / "docs" / "cameras.md"
 CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config"
@@ -160,12 +162,13 @@ def _stop_all(processes: list[subprocess.Popen], timeout_s: float = 20.0) -> Non
 def running(sharp_hf_weights, tmp_path_factory):
     """Every recipe started side by side, each in a domain of its own."""
     logs = tmp_path_factory.mktemp("launch_logs")
-    # Domains 101-220: above the private ones of the other tests (1-100).
-    first_domain = 101 + (os.getpid() % 20) * len(RECIPES)
+    domain_ids = spare_domain_ids()[: len(RECIPES)]
+    # The last spare domain is the lifecycle CLI test's.
+    assert len(domain_ids) == len(RECIPES) < SPARE_DOMAINS, "domains.SPARE_DOMAINS: too few for the recipes"
     started = {}
     try:
-        for index, (name, recipe) in enumerate(RECIPES.items()):
-            environment = {**os.environ, "ROS_DOMAIN_ID": str(first_domain + index), "ROS_LOG_DIR": str(logs)}
+        for domain_id, (name, recipe) in zip(domain_ids, RECIPES.items(), strict=True):
+            environment = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_LOG_DIR": str(logs)}
             command = f"exec {documented_command(name)} weights:={sharp_hf_weights}"
             launch = subprocess.Popen(
                 ["bash", "-c", command],
@@ -178,7 +181,7 @@ def running(sharp_hf_weights, tmp_path_factory):
                 subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, start_new_session=True)
                 for argv in recipe.cameras
             ]
-            started[name] = Running(first_domain + index, launch, cameras)
+            started[name] = Running(domain_id, launch, cameras)
         yield started, logs
     finally:
         _stop_all([camera for run in started.values() for camera in run.cameras])

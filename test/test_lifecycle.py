@@ -25,7 +25,8 @@ from superpoint_ros.ros.tracker_node import NODE_NAME as TRACKER_NODE_NAME
 from superpoint_ros.ros.tracker_node import ManagedTrackerNode
 
 from conftest import structured_image
-from ros_graph import header, private_domain_id, wait_until
+from domains import spare_domain_ids
+from ros_graph import header, wait_until
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 _namespaces = itertools.count()
@@ -182,7 +183,7 @@ def test_create_builds_the_plain_node_unless_managed(graph):
 @pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (../shared/ros2cli)")
 def test_ros2_lifecycle_set_drives_the_executable_started_with_managed():
     namespace = f"/lifecycle_cli_{os.getpid()}"
-    environment = {**os.environ, "ROS_DOMAIN_ID": str(private_domain_id() + 100), "HF_HUB_OFFLINE": "1"}
+    environment = {**os.environ, "ROS_DOMAIN_ID": str(spare_domain_ids()[-1]), "HF_HUB_OFFLINE": "1"}
     node = subprocess.Popen(
         [sys.executable, "-m", "superpoint_ros.ros.node", "--managed", "--ros-args", "-r", f"__ns:={namespace}"]
         + ["-p", "weights:=random", "-p", "device:=cpu"],

@@ -19,7 +19,7 @@ from ament_index_python.packages import get_package_prefix
 from superpoint_ros.ros import node
 from superpoint_ros.ros.node import NODE_NAME
 
-from ros_graph import private_domain_id
+from domains import private_domain_id
 
 TIMEOUT_S = 120
 

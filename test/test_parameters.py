@@ -16,7 +16,7 @@ from superpoint_ros.ros import detector_parameters, tracker_parameters
 from superpoint_ros.ros.detector_parameters import DetectorConfig
 from superpoint_ros.ros.parameters import Spec, check_choices
 
-from ros_graph import private_domain_id
+from domains import private_domain_id
 
 FLOOD = pathlib.Path(__file__).with_name("parameter_flood.py")
 
