@@ -20,7 +20,7 @@ ros_packages=(
 )
 python_packages=(
   torch==2.13.0 numpy opencv-python-headless safetensors huggingface_hub pyyaml
-  openvino==2026.4.1 pytest ruff transformers pillow
+  openvino==2026.4.1 pytest pytest-xdist==3.8.0 ruff transformers pillow
   onnx==1.23.2 onnxruntime==1.32.0 nncf==3.4.0 rosbags tqdm
 )
 
