@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The test suite: lint, then pytest against the colcon-installed package. Extra arguments go to
-# pytest (`-n 0` runs it in one process).
+# The test suite: lint, then pytest against the colcon-installed package, in two passes. Extra
+# arguments go to both passes.
 #
-# pytest-xdist runs it in TEST_WORKERS processes (default 3), one test module per worker at a
-# time (`--dist loadfile`: a module's shared graph, node or launch stays in one process). Most
-# of the suite's wall time is waiting on child processes, DDS discovery and timeouts, so a third
-# worker on two cores still helps. Each worker has ROS domains of its own (test/domains.py).
+# 1. Everything but the `timing` tests, under pytest-xdist in TEST_WORKERS processes (default 3),
+#    one test module per worker at a time (`--dist loadfile`: a module's shared graph, node or
+#    launch stays in one process), the longest modules first (test/conftest.py). Most of the
+#    suite's wall time is waiting on child processes, DDS discovery and timeouts, so a third
+#    worker on two cores still helps. Each worker has ROS domains of its own (test/domains.py).
+# 2. The `timing` tests (setup.cfg), one at a time with nothing else running: they pace another
+#    process by this machine's load when they start, which other workers would change under them.
+#    Exit status 5 (nothing selected, e.g. one module without such tests given) is no failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/run.sh ruff check .
-./scripts/run.sh pytest -n "${TEST_WORKERS:-3}" --dist loadfile "$@"
+./scripts/run.sh pytest -n "${TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder -m "not timing" "$@"
+./scripts/run.sh pytest -n 0 -m timing "$@" || [ $? -eq 5 ]

@@ -179,3 +179,26 @@ def prepared_random_network():
         from superpoint_ros import openvino_ir
 
         openvino_ir.prepare(openvino_ir.NetworkRequest("random"))
+
+
+# The modules that take longest, longest first (`--durations`; most of it is waiting on child
+# processes, discovery and timeouts). They are collected first, so that under pytest-xdist they
+# start first and the run does not end with one worker still busy on one of them.
+LONGEST_MODULES = (
+    "test_openvino_detector",
+    "test_launch_recipes",
+    "test_lifecycle",
+    "test_weights",
+    "test_tracker_hostile",
+    "test_node_processes",
+    "test_build",
+    "test_gpu_check",
+    "test_bags",
+    "test_backends",
+    "test_mit_engines",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))

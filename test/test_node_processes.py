@@ -60,7 +60,9 @@ def answers(inbox, frame_id: str) -> int:
 
 def rate_below_capacity(height: int, width: int) -> float:
     """A rate (Hz) the node sustains on this machine as loaded as it is now: one inference of
-    the same engine at this size is timed here, and the node is kept busy at most 40% of the time."""
+    the same engine at this size is timed here, and the node is kept busy at most 40% of the time.
+    Load that comes later is not counted, so the tests that use it are marked `timing`: `make
+    test` runs them after the parallel pass, alone on the machine."""
     detector = create_detector(weights="random", device="cpu")
     image = structured_image(height, width, seed=0)
     detector.detect([image])
@@ -81,6 +83,7 @@ def warm_up(processes, inbox, topic: str, height: int, width: int, **options) ->
     camera.stop()
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(("height", "width", "frames"), [(480, 640, 12), (720, 1280, 6)])
 def test_a_reliable_camera_in_another_process_is_answered_with_the_shipped_config(
     graph, processes, height, width, frames
@@ -169,6 +172,7 @@ def test_diagnostics_follow_a_camera_in_another_process_and_warn_when_it_stops(g
     assert "no frame for" in warn.message
 
 
+@pytest.mark.timing
 def test_compressed_frames_from_another_process_are_answered(graph, processes):
     namespace = new_namespace()
     inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
@@ -195,6 +199,7 @@ class ChurnProcess(ChildProcess):
         super().__init__(arguments + ["--period", str(period_s), "--lifetime", str(lifetime_s)])
 
 
+@pytest.mark.timing
 def test_short_lived_best_effort_publishers_in_another_process_neither_flip_nor_starve_a_reliable_camera(
     graph, processes
 ):
