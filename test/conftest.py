@@ -6,6 +6,7 @@ keeps activations lively) and are written with `save_pretrained`, so the file la
 hub's and not something our loader's author chose.
 """
 
+import fcntl
 import itertools
 import os
 import pathlib
@@ -169,16 +170,20 @@ def processes():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prepared_random_network():
+def prepared_random_network(tmp_path_factory):
     """The torch-free network for `weights: random`, which most node processes of the tests load,
     prepared in the user's cache before they start (a no-op once it is there). Otherwise the
-    first node processes, often started together, would each prepare it in a child of their own."""
+    first node processes, often started together, would each prepare it in a child of their own.
+    The pytest-xdist workers take turns (a lock in the directory above their temporary
+    directories), so one of them prepares it and the others find it in the cache."""
     from superpoint_ros.openvino_engine import openvino_available
 
     if openvino_available():
         from superpoint_ros import openvino_ir
 
-        openvino_ir.prepare(openvino_ir.NetworkRequest("random"))
+        with open(tmp_path_factory.getbasetemp().parent / "prepared_random_network.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            openvino_ir.prepare(openvino_ir.NetworkRequest("random"))
 
 
 # The modules that take longest, longest first (`--durations`; most of it is waiting on child
