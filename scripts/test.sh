@@ -7,11 +7,14 @@
 #    launch stays in one process), the longest modules first (test/conftest.py). Most of the
 #    suite's wall time is waiting on child processes, DDS discovery and timeouts, so a third
 #    worker on two cores still helps. Each worker has ROS domains of its own (test/domains.py).
+#    OMP_NUM_THREADS=1 (unless set): three workers' torch thread pools on two cores spend CPU
+#    waiting on each other (test_backends + test_parity alone: 57 s CPU with torch's default
+#    threads, 49 s with one; test_backends under xdist: 46 s, 27 s). OpenVINO is not affected.
 # 2. The `timing` tests (setup.cfg), one at a time with nothing else running: they pace another
 #    process by this machine's load when they start, which other workers would change under them.
 #    Exit status 5 (nothing selected, e.g. one module without such tests given) is no failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/run.sh ruff check .
-./scripts/run.sh pytest -n "${TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder -m "not timing" "$@"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} ./scripts/run.sh pytest -n "${TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder -m "not timing" "$@"
 ./scripts/run.sh pytest -n 0 -m timing "$@" || [ $? -eq 5 ]
