@@ -273,3 +273,6 @@ def test_a_recipe_delivers_its_documented_outputs_with_the_parameters_it_names(r
         assert any(earlier & later for earlier, later in zip(ids, ids[1:], strict=False)), ids
     for node, dump in dumps.items():
         assert _dumped(dump) == expected_parameters(recipe, node, sharp_hf_weights), f"{name}: {node}"
+    # Checked: the CPU goes to the recipes still running (the fixture stops whatever is left).
+    _stop_all(run.cameras)
+    _stop_all([run.launch])
