@@ -228,13 +228,8 @@ class Detector:
         scores, descriptor_map = self.network(grey)
         mark("network")
         keypoints, keypoint_scores, descriptors, counts = postprocess(
-            scores,
-            descriptor_map,
-            settings,
-            tuple(grey.shape[-2:]),
-            (height, width),
-            mark=mark,
-            architecture=self.architecture,
+            scores, descriptor_map, settings, tuple(grey.shape[-2:]), (height, width),
+            mark=mark, architecture=self.architecture,
         )
         keypoints, keypoint_scores, descriptors = _to_host(keypoints, keypoint_scores, descriptors)
         mark("to_host")

@@ -187,14 +187,20 @@ def _hub_name(magicleap_name: str) -> str:
     return f"{_MAGICLEAP_NAMES[layer]}.{kind}" if layer in _MAGICLEAP_NAMES else magicleap_name
 
 
+def _out_channels(state_dict: dict[str, torch.Tensor], path: pathlib.Path, name: str, network: str) -> int:
+    """Output channels of the convolution weight `name`; `WeightsError` saying the file is not
+    `network` when there is no such 4-d tensor."""
+    tensor = state_dict.get(name)
+    if tensor is None or tensor.ndim != 4:
+        raise WeightsError(f"{path} has no 4-d tensor '{name}'; it is not {network}.")
+    return tensor.shape[0]
+
+
 def architecture_of(state_dict: dict[str, torch.Tensor], path: pathlib.Path) -> SuperPointArchitecture:
     """Layer widths read off the tensors themselves, so no config file is needed."""
 
     def out_channels(name: str) -> int:
-        tensor = state_dict.get(f"{name}.weight")
-        if tensor is None or tensor.ndim != 4:
-            raise WeightsError(f"{path} has no 4-d tensor '{name}.weight'; it is not a SuperPoint checkpoint.")
-        return tensor.shape[0]
+        return _out_channels(state_dict, path, f"{name}.weight", "a SuperPoint checkpoint")
 
     blocks = sum(1 for name in state_dict if re.fullmatch(r"encoder\.conv_blocks\.\d+\.conv_b\.weight", name))
     if blocks == 0:
@@ -211,10 +217,7 @@ def mit_architecture_of(state_dict: dict[str, torch.Tensor], path: pathlib.Path)
     """The MIT network's widths, read off the tensors; its cells must be 8×8 (three poolings)."""
 
     def out_channels(name: str) -> int:
-        tensor = state_dict.get(f"{name}.conv.weight")
-        if tensor is None or tensor.ndim != 4:
-            raise WeightsError(f"{path} has no 4-d tensor '{name}.conv.weight'; it is not a whole MIT SuperPoint.")
-        return tensor.shape[0]
+        return _out_channels(state_dict, path, f"{name}.conv.weight", "a whole MIT SuperPoint")
 
     stages = sum(1 for name in state_dict if _MIT_STAGE.fullmatch(name))
     architecture = MitArchitecture(
