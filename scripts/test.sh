@@ -13,8 +13,17 @@
 # 2. The `timing` tests (setup.cfg), one at a time with nothing else running: they pace another
 #    process by this machine's load when they start, which other workers would change under them.
 #    Exit status 5 (nothing selected, e.g. one module without such tests given) is no failure.
+#    Unless test paths are given, it collects only TIMING_MODULES, the modules that hold `timing`
+#    tests (test_suite.py checks the list): collecting every module would import all their
+#    dependencies again for 4 tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/run.sh ruff check .
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} ./scripts/run.sh pytest -n "${TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder -m "not timing" "$@"
+TIMING_MODULES=(test/test_node_processes.py)
+paths=()
+for argument in "$@"; do
+  if [ -e "${argument%%::*}" ]; then paths+=("$argument"); fi
+done
+[ ${#paths[@]} -gt 0 ] || set -- "$@" "${TIMING_MODULES[@]}"
 ./scripts/run.sh pytest -n 0 -m timing "$@" || [ $? -eq 5 ]

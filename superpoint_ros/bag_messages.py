@@ -16,9 +16,8 @@ import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from superpoint_ros.detector import Detections
+from superpoint_ros.feature_types import CameraTracks, Detections
 from superpoint_ros.image_codec import encode_image
-from superpoint_ros.tracking import CameraTracks
 from superpoint_ros.vins_layout import CHANNEL_NAMES
 
 KEYPOINT_ARRAY = "superpoint_ros/msg/KeypointArray"

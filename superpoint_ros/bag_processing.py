@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -28,13 +29,15 @@ from superpoint_ros.bag_reading import (
     open_reader,
     select_topics,
 )
-from superpoint_ros.bag_tracking import trackings
 from superpoint_ros.calibration import CALIBRATION_COUNT
-from superpoint_ros.detector import Detections, Detector
 from superpoint_ros.detector_choice import create_detector
-from superpoint_ros.frame_calibration import FrameCalibration
+from superpoint_ros.feature_types import DEFAULT_WEIGHTS, Detections
 from superpoint_ros.frame_tracking import Problem
-from superpoint_ros.weights import DEFAULT_WEIGHTS, WeightsError
+from superpoint_ros.weights_files import WeightsError
+
+if TYPE_CHECKING:  # torch: imported only where it is used (tracking, int8 on frames), not by a plain run
+    from superpoint_ros.detector import Detector
+    from superpoint_ros.frame_calibration import FrameCalibration
 
 PROGRAM = "superpoint-bag"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -110,7 +113,7 @@ class ThrottledLines:
                 self._write(f"{self._prefix}{problem.text}")
 
 
-def default_batch(detector: Detector) -> int:
+def default_batch(detector: "Detector") -> int:
     """Batch size when none is given: larger on a GPU, whose throughput grows with it."""
     return 16 if detector.device.type == "cuda" else 4
 
@@ -170,7 +173,7 @@ def process(
     stop: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
     list_topics: bool = True,
-    detector: Detector | None = None,
+    detector: "Detector | None" = None,
 ) -> Summary:
     """Run SuperPoint over the image topics of the bag at `input_path` and write `output`.
 
@@ -209,12 +212,16 @@ def process(
             try:
                 detector = create_detector(**arguments)
                 if on_frames:
+                    from superpoint_ros.frame_calibration import FrameCalibration
+
                     count = arguments.get("calibration_count", CALIBRATION_COUNT)
                     calibration = FrameCalibration(detector, count, logging.getLogger(PROGRAM))
             except (WeightsError, ValueError, TypeError) as error:
                 raise BagError(" ".join(str(error).split())) from None
         cameras = {topic: Camera(topic, namespaces[topic]) for topic in selected}
         if tracking:
+            from superpoint_ros.bag_tracking import trackings
+
             by_namespace = trackings([camera.namespace for camera in cameras.values()], tracker_parameters, vins)
             for camera in cameras.values():
                 camera.tracking, camera.camera_id = by_namespace[camera.namespace]
@@ -253,8 +260,8 @@ def _run(
     output: pathlib.Path,
     storage: str,
     cameras: dict[str, Camera],
-    detector: Detector,
-    calibration: FrameCalibration | None,
+    detector: "Detector",
+    calibration: "FrameCalibration | None",
     batch: int,
     copy_input: bool,
     summary: Summary,
@@ -312,8 +319,8 @@ def _run(
 
 def _flush(
     records: list[Record],
-    detector: Detector,
-    calibration: FrameCalibration | None,
+    detector: "Detector",
+    calibration: "FrameCalibration | None",
     writer: Writer,
     connection: Callable[[str, str], Connection],
     copies: dict[int, Connection],

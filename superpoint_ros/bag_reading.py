@@ -9,6 +9,7 @@ import pathlib
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, ReaderError
@@ -16,9 +17,11 @@ from rosbags.rosbag2.storage_mcap import McapReader, read_sized, read_string
 
 from superpoint_ros import bag_messages
 from superpoint_ros.bag_parameters import BagError
-from superpoint_ros.bag_tracking import BagTracking
 from superpoint_ros.image_codec import DecodedImage, ImageDecodeError, decode_compressed_image, decode_image
-from superpoint_ros.images import ImageError, check_image
+from superpoint_ros.numpy_images import ImageError, check_image
+
+if TYPE_CHECKING:  # the tracker imports torch: only `--tracking` runs load it
+    from superpoint_ros.bag_tracking import BagTracking
 
 IMAGE_TYPES = (bag_messages.IMAGE, bag_messages.COMPRESSED_IMAGE)
 
@@ -109,7 +112,7 @@ class Camera:
 
     image_topic: str
     namespace: str
-    tracking: BagTracking | None = None
+    tracking: "BagTracking | None" = None
     camera_id: int = 0  # in `tracking`: 0, or 1 for the right camera of a stereo pair
 
     @property

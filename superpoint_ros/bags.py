@@ -37,7 +37,6 @@ import threading
 from collections.abc import Sequence
 
 from superpoint_ros import bag_messages
-from superpoint_ros.backends import BACKENDS, PRECISIONS
 from superpoint_ros.bag_parameters import (
     BagError,
     camera_namespace,
@@ -55,7 +54,7 @@ from superpoint_ros.bag_processing import (
     process,
 )
 from superpoint_ros.bag_reading import is_bag
-from superpoint_ros.weights import DEFAULT_WEIGHTS
+from superpoint_ros.feature_types import BACKENDS, DEFAULT_WEIGHTS, PRECISIONS
 
 # The names `superpoint_ros.bags` has always offered, whichever module now holds them.
 __all__ = [

@@ -10,6 +10,7 @@ import fcntl
 import itertools
 import os
 import pathlib
+import shutil
 
 import cv2
 import numpy as np
@@ -42,14 +43,38 @@ def make_hf_weights(directory: pathlib.Path, seed: int, score_head_scale: float 
     return directory
 
 
+def run_directory(tmp_path_factory) -> pathlib.Path:
+    """The directory that every pytest-xdist worker of this run shares: the one above the
+    workers' own temporary directories (the run's own one without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def shared_hf_weights(tmp_path_factory, name: str, **options) -> pathlib.Path:
+    """`make_hf_weights(..., **options)` written once per run into `name` under `run_directory`.
+    The workers take turns (a lock beside it); the first writes it, the others read it. Only a
+    worker that builds transformers' model pays for importing it (about 4 s of CPU). Tests copy
+    these files, never write into the directory."""
+    directory = run_directory(tmp_path_factory) / name
+    with open(directory.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not directory.exists():
+            partial = directory.with_name(f"{name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            make_hf_weights(partial, **options)
+            partial.rename(directory)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def hf_weights(tmp_path_factory) -> pathlib.Path:
-    return make_hf_weights(tmp_path_factory.mktemp("hf_weights"), seed=1)
+    return shared_hf_weights(tmp_path_factory, "hf_weights", seed=1)
 
 
 @pytest.fixture(scope="session")
 def sharp_hf_weights(tmp_path_factory) -> pathlib.Path:
-    return make_hf_weights(tmp_path_factory.mktemp("sharp_hf_weights"), seed=2, score_head_scale=25.0)
+    return shared_hf_weights(tmp_path_factory, "sharp_hf_weights", seed=2, score_head_scale=25.0)
 
 
 def memoised_reference_model(weights: pathlib.Path):
@@ -181,7 +206,7 @@ def prepared_random_network(tmp_path_factory):
     if openvino_available():
         from superpoint_ros import openvino_ir
 
-        with open(tmp_path_factory.getbasetemp().parent / "prepared_random_network.lock", "w") as lock:
+        with open(run_directory(tmp_path_factory) / "prepared_random_network.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             openvino_ir.prepare(openvino_ir.NetworkRequest("random"))
 

@@ -648,12 +648,14 @@ def test_a_batch_below_one_gives_one_line_and_exit_code_2(tmp_path, capsys):
 
 
 def test_it_runs_without_ros_no_rclpy_imported_and_no_workspace_sourced(tmp_path):
+    """And, without tracking on a machine with no CUDA GPU, without torch: the network runs from
+    its prepared OpenVINO files (`detector_choice`), as in the node."""
     source = write_bag(tmp_path / "in", [("/cam0/image_raw", image(structured_image(HEIGHT, WIDTH, 0), 0))])
     script = (
         "import sys\n"
         "from superpoint_ros import bags\n"
         f"summary = bags.process({str(source)!r}, {str(tmp_path / 'out')!r}, weights='random', device='cpu')\n"
-        "ros = {'rclpy', 'sensor_msgs', 'std_msgs'} & {m.split('.')[0] for m in sys.modules}\n"
+        "ros = {'rclpy', 'sensor_msgs', 'std_msgs', 'torch'} & {m.split('.')[0] for m in sys.modules}\n"
         "print(summary.processed, sorted(ros))\n"
     )
     # The source tree alone: no workspace install, no AMENT_PREFIX_PATH.

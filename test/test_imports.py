@@ -156,6 +156,8 @@ def test_the_camera_stand_in_and_the_image_codec_load_no_torch():
         "superpoint_ros.numpy_images",
         "superpoint_ros.numpy_keypoints",
         "superpoint_ros.weights_files",
+        # superpoint-bag: the tracker (torch) and int8 calibration on frames load on demand.
+        "superpoint_ros.bags",
     ],
 )
 def test_light_modules_load_no_torch(module):

@@ -39,7 +39,7 @@ CAMERAS_DOC = ROOT / "docs" / "cameras.md"
 CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config"
 CAMERA_INFO_SIM = str(ROOT / "test" / "camera_info_sim.py")
 CAMERA_SIM = [sys.executable, "-m", "superpoint_ros.tools.camera_sim", "--height", "120", "--width", "160"]
-CAMERA_SIM += ["--rate", "4", "--wait-for-subscriber", "0"]
+CAMERA_SIM += ["--rate", "2", "--wait-for-subscriber", "0"]
 # Declared by rclpy in every node; not ours to document.
 RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
@@ -67,7 +67,7 @@ class Recipe:
 
 
 def info_sim(encoding: str, *pairs: tuple[str, str]) -> list[str]:
-    argv = [sys.executable, CAMERA_INFO_SIM, "--encoding", encoding]
+    argv = [sys.executable, CAMERA_INFO_SIM, "--encoding", encoding, "--rate", "2"]
     for image, info in pairs:
         argv += ["--image", image, "--info", info]
     return argv
