@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from superpoint_ros.detector import DetectionSettings, Detector
+from superpoint_ros.detector import Detections, DetectionSettings, Detector
 
 from conftest import structured_image
 from helpers import (
@@ -77,6 +77,28 @@ def assert_parity(detector, model, images, settings, label):
         assert np.all(np.diff(mine.scores) <= 0), "scores must be sorted descending"
         if settings.max_keypoints >= 0:
             assert len(mine.scores) <= settings.max_keypoints
+
+
+def test_compare_pairs_keypoints_by_pixel_and_lists_the_rest_sorted():
+    """By hand: ours at (5, 3), (7, 2), (1, 1) (one off by 0.4 px), the reference at (7, 2), (9, 9), (5, 3)."""
+    ours = Detections(
+        np.array([[5, 3], [7.4, 2], [1, 1]], np.float32),
+        np.array([0.5, 0.25, 0.125], np.float32),
+        np.array([[1, 0], [0, 1], [1, 1]], np.float32),
+    )
+    theirs = {
+        "keypoints": np.array([[7, 2], [9, 9], [5, 3]]),
+        "scores": np.array([0.25, 1.0, 0.75], np.float32),
+        "descriptors": np.array([[0, 0.5], [9, 9], [1, 0]], np.float32),
+    }
+    result = compare(ours, theirs)
+    assert (result.count, result.reference_count) == (3, 3)
+    assert result.only_ours == [(1, 1)] and result.only_reference == [(9, 9)]
+    assert result.score_difference == 0.25  # (5, 3): 0.5 against 0.75; (7, 2) agrees
+    assert result.descriptor_difference == 0.5  # (7, 2): (0, 1) against (0, 0.5)
+    assert not result.same_keypoints
+    many = compare(ours, {**theirs, "keypoints": np.array([[1, 1], [0, 0], [0, 5]])})
+    assert many.only_ours == [(5, 3), (7, 2)] and many.only_reference == [(0, 0), (0, 5)]
 
 
 def memoised_torch_detector(weights) -> Detector:

@@ -138,21 +138,36 @@ class Comparison:
 
 
 def compare(ours: Detections, reference: dict[str, np.ndarray]) -> Comparison:
-    ours_by_pixel = {tuple(map(int, point)): row for row, point in enumerate(np.rint(ours.keypoints))}
-    reference_by_pixel = {tuple(map(int, point)): row for row, point in enumerate(reference["keypoints"])}
-    common = sorted(ours_by_pixel.keys() & reference_by_pixel.keys())
-    ours_rows = [ours_by_pixel[point] for point in common]
-    reference_rows = [reference_by_pixel[point] for point in common]
+    """Keypoints matched by pixel (ours rounded; each image's keypoints are distinct pixels);
+    the score and descriptor differences over the pixels both have."""
+    ours_keys = _pixel_keys(np.rint(ours.keypoints))
+    reference_keys = _pixel_keys(reference["keypoints"])
+    _, ours_rows, reference_rows = np.intersect1d(ours_keys, reference_keys, assume_unique=True, return_indices=True)
     return Comparison(
         count=len(ours.keypoints),
         reference_count=len(reference["keypoints"]),
-        only_ours=sorted(ours_by_pixel.keys() - reference_by_pixel.keys()),
-        only_reference=sorted(reference_by_pixel.keys() - ours_by_pixel.keys()),
+        only_ours=_pixels(np.setdiff1d(ours_keys, reference_keys, assume_unique=True)),
+        only_reference=_pixels(np.setdiff1d(reference_keys, ours_keys, assume_unique=True)),
         score_difference=float(np.abs(ours.scores[ours_rows] - reference["scores"][reference_rows]).max(initial=0)),
         descriptor_difference=float(
             np.abs(ours.descriptors[ours_rows] - reference["descriptors"][reference_rows]).max(initial=0)
         ),
     )
+
+
+# (x, y) pixels as one int64 each, ordered as the tuples are: x first, then y.
+_KEY_BASE = 1 << 31
+
+
+def _pixel_keys(points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points).reshape(-1, 2).astype(np.int64)
+    return points[:, 0] * _KEY_BASE + points[:, 1]
+
+
+def _pixels(keys: np.ndarray) -> list[tuple[int, int]]:
+    """`keys` as `(x, y)` tuples, sorted."""
+    keys = np.sort(keys)
+    return list(zip((keys // _KEY_BASE).tolist(), (keys % _KEY_BASE).tolist(), strict=True))
 
 
 def unexplained_differences(
