@@ -215,12 +215,12 @@ def prepared_random_network(tmp_path_factory):
 # processes, discovery and timeouts). They are collected first, so that under pytest-xdist they
 # start first and the run does not end with one worker still busy on one of them.
 LONGEST_MODULES = (
+    "test_node_processes",
     "test_openvino_detector",
     "test_launch_recipes",
     "test_lifecycle",
     "test_weights",
     "test_tracker_hostile",
-    "test_node_processes",
     "test_build",
     "test_gpu_check",
     "test_bags",

@@ -29,7 +29,10 @@ from ros_graph import wait_until
 
 SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# The paced cameras' ceiling (it was 2 Hz): below it, the node is still kept at most 40 % busy.
+# The share of its time the node may spend on the paced cameras' frames, by the inference time
+# measured when the test starts, and the pace's ceiling. 20 %: load that comes later (the suite's
+# other workers start and stop work) must slow the node down 5× before it drops a frame.
+BUSY_SHARE = 0.2
 MAX_RATE_HZ = 5.0
 class NodeProcess(ChildProcess):
     """The node with the shipped parameter file, random weights on the CPU, in `namespace`."""
@@ -69,15 +72,14 @@ def node_engine():
 
 def rate_below_capacity(height: int, width: int) -> float:
     """A rate (Hz) the node sustains on this machine as loaded as it is now: one inference of
-    the same engine at this size is timed here, and the node is kept busy at most 40% of the time
-    (at most 5 Hz). Load that comes later is not counted, so the tests that use it are marked
-    `timing`: `make test` runs them after the parallel pass, alone on the machine."""
+    the same engine at this size is timed here, and the node is kept busy at most `BUSY_SHARE`
+    of the time (at most `MAX_RATE_HZ`)."""
     detector = node_engine()
     image = structured_image(height, width, seed=0)
     detector.detect([image])
     started_s = time.monotonic()
     detector.detect([image])
-    return min(MAX_RATE_HZ, 0.4 / (time.monotonic() - started_s))
+    return min(MAX_RATE_HZ, BUSY_SHARE / (time.monotonic() - started_s))
 
 
 def warm_up(processes, inbox, topic: str, height: int, width: int, **options) -> None:
@@ -92,7 +94,6 @@ def warm_up(processes, inbox, topic: str, height: int, width: int, **options) ->
     camera.stop()
 
 
-@pytest.mark.timing
 @pytest.mark.parametrize(("height", "width", "frames"), [(480, 640, 12), (720, 1280, 6)])
 def test_a_reliable_camera_in_another_process_is_answered_with_the_shipped_config(
     graph, processes, height, width, frames
@@ -181,7 +182,6 @@ def test_diagnostics_follow_a_camera_in_another_process_and_warn_when_it_stops(g
     assert "no frame for" in warn.message
 
 
-@pytest.mark.timing
 def test_compressed_frames_from_another_process_are_answered(graph, processes):
     namespace = new_namespace()
     inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
@@ -208,7 +208,6 @@ class ChurnProcess(ChildProcess):
         super().__init__(arguments + ["--period", str(period_s), "--lifetime", str(lifetime_s)])
 
 
-@pytest.mark.timing
 def test_short_lived_best_effort_publishers_in_another_process_neither_flip_nor_starve_a_reliable_camera(
     graph, processes
 ):
