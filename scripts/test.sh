@@ -11,8 +11,9 @@
 # waiting on each other (test_backends + test_parity alone: 57 s CPU with torch's default
 # threads, 49 s with one; test_backends under xdist: 46 s, 27 s). OpenVINO is not affected.
 #
-# The cross-process delivery tests (test_node_processes.py) run beside the others: they pace
-# their cameras so that the node is at most 20 % busy at the load measured when they start.
+# The cross-process delivery tests (test_node_delivery.py, test_node_processes.py) run beside
+# the others: they pace their cameras so that the node is at most 20 % busy at the load measured
+# when they start (test/node_processes.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/run.sh ruff check .

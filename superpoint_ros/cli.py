@@ -10,11 +10,11 @@ import sys
 
 import cv2
 
-from superpoint_ros.backends import BACKENDS, PRECISIONS
-from superpoint_ros.detector import Detector
+from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.drawing import draw_detections, grey_or_colour_to_bgr8
-from superpoint_ros.images import ImageError, check_image
-from superpoint_ros.weights import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, WeightsError
+from superpoint_ros.feature_types import BACKENDS, DEFAULT_WEIGHTS, PRECISIONS, RANDOM_WEIGHTS
+from superpoint_ros.numpy_images import ImageError, check_image
+from superpoint_ros.weights_files import WeightsError
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         images.append(image)
     try:
-        detector = Detector(
+        detector = create_detector(
             weights=arguments.weights,
             weights_revision=arguments.revision,
             device=arguments.device,

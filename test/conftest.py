@@ -215,10 +215,13 @@ def prepared_random_network(tmp_path_factory):
 # processes, discovery and timeouts). They are collected first, so that under pytest-xdist they
 # start first and the run does not end with one worker still busy on one of them.
 LONGEST_MODULES = (
-    "test_node_processes",
     "test_openvino_detector",
     "test_launch_recipes",
     "test_lifecycle",
+    # Paced by the node's speed when they start: started after the three above, so not in the
+    # first seconds, when every worker is importing and the machine is at its busiest.
+    "test_node_delivery",
+    "test_node_processes",
     "test_weights",
     "test_tracker_hostile",
     "test_build",

@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from superpoint_ros.detector import Detections
+from superpoint_ros.feature_types import Detections
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 from superpoint_ros.ros.ros_messages import keypoint_array_message
 

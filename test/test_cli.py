@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from superpoint_ros import cli
-from superpoint_ros.detector import Detector
+from superpoint_ros.detector_choice import create_detector
 
 from conftest import structured_image
 
@@ -46,7 +46,7 @@ def test_json_and_overlays_hold_the_detectors_output(tmp_path, hf_weights, capsy
     )
     assert result.returncode == 0, result.stderr
     records = json.loads(json_path.read_text())
-    detector = Detector(weights=str(hf_weights), device="cpu", max_keypoints=50, nms_radius=2)
+    detector = create_detector(weights=str(hf_weights), device="cpu", max_keypoints=50, nms_radius=2)
     for index, (path, record) in enumerate(zip(paths, records, strict=True)):
         image = cv2.imread(str(path))
         expected = detector.detect([image])[0]

@@ -158,6 +158,9 @@ def test_the_camera_stand_in_and_the_image_codec_load_no_torch():
         "superpoint_ros.weights_files",
         # superpoint-bag: the tracker (torch) and int8 calibration on frames load on demand.
         "superpoint_ros.bags",
+        # `make demo` and `superpoint-detect`: the detector is picked by detector_choice.
+        "superpoint_ros.tools.demo",
+        "superpoint_ros.cli",
     ],
 )
 def test_light_modules_load_no_torch(module):

@@ -1,7 +1,7 @@
 """How the node meets its cameras, in one process over DDS: input QoS that follows the
 publishers, warnings for incompatible or silent publishers, /diagnostics, and compressed input.
 
-Delivery of large frames between processes is tested in test_node_processes.py; here the frames
+Delivery of large frames between processes is tested in test_node_delivery.py; here the frames
 are small and the graph is in-process, which is enough for the node's logic.
 """
 

@@ -6,114 +6,20 @@ child process; this process only counts the `KeypointArray`s and `/diagnostics` 
 and reads the node's log. Large frames between processes go over UDP loopback in fragments (the
 shared-memory segment is 512 KB), which a graph inside one process never exercises.
 
-Random weights (no hub here); delivery and QoS do not depend on what the keypoints mean.
+A reliable camera answered at 480×640 and 720×1280 is in test_node_delivery.py. Random weights
+(no hub here); delivery and QoS do not depend on what the keypoints mean.
 """
 
-import functools
 import os
-import pathlib
 import sys
-import time
 
-import pytest
-from ament_index_python.packages import get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.msg import KeypointArray
 
-from conftest import structured_image
+from node_processes import RELIABLE, CameraProcess, NodeProcess, answers, rate_below_capacity, warm_up
 from processes import START_S, ChildProcess, new_namespace
 from ros_graph import wait_until
-
-SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# The share of its time the node may spend on the paced cameras' frames, by the inference time
-# measured when the test starts, and the pace's ceiling. 20 %: load that comes later (the suite's
-# other workers start and stop work) must slow the node down 5× before it drops a frame.
-BUSY_SHARE = 0.2
-MAX_RATE_HZ = 5.0
-class NodeProcess(ChildProcess):
-    """The node with the shipped parameter file, random weights on the CPU, in `namespace`."""
-
-    def __init__(self, namespace: str, **parameters) -> None:
-        arguments = [sys.executable, "-m", "superpoint_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
-        arguments += ["--params-file", str(SHIPPED_CONFIG), "-p", "weights:=random", "-p", "device:=cpu"]
-        for name, value in parameters.items():
-            arguments += ["-p", f"{name}:={value}"]
-        super().__init__(arguments)
-        self.line_with("waiting for a publisher")
-
-
-class CameraProcess(ChildProcess):
-    """`python -m superpoint_ros.tools.camera_sim` publishing on `topic`."""
-
-    def __init__(self, topic: str, **options) -> None:
-        arguments = [sys.executable, "-m", "superpoint_ros.tools.camera_sim", "--topic", topic]
-        for name, value in options.items():
-            arguments += [f"--{name.replace('_', '-')}", str(value)]
-        super().__init__(arguments)
-
-    def published(self, timeout_s: float = 120.0) -> int:
-        """Wait until all frames are out; how many were published."""
-        return int(self.line_with("camera_sim: published", timeout_s).split()[-1])
-
-
-def answers(inbox, frame_id: str) -> int:
-    return sum(1 for message in list(inbox.messages) if message.header.frame_id == frame_id)
-
-
-@functools.cache
-def node_engine():
-    """The engine the node processes build: `weights: random` on the CPU."""
-    return create_detector(weights="random", device="cpu")
-
-
-def rate_below_capacity(height: int, width: int) -> float:
-    """A rate (Hz) the node sustains on this machine as loaded as it is now: one inference of
-    the same engine at this size is timed here, and the node is kept busy at most `BUSY_SHARE`
-    of the time (at most `MAX_RATE_HZ`)."""
-    detector = node_engine()
-    image = structured_image(height, width, seed=0)
-    detector.detect([image])
-    started_s = time.monotonic()
-    detector.detect([image])
-    return min(MAX_RATE_HZ, BUSY_SHARE / (time.monotonic() - started_s))
-
-
-def warm_up(processes, inbox, topic: str, height: int, width: int, **options) -> None:
-    """Frames of this size until one is answered: the node compiles its engine for a new size on
-    the first frame (about a second), and frames that come meanwhile are dropped for newer ones.
-    One frame is not enough: the node can answer it before its keypoints publisher has discovered
-    this process's subscription, and a volatile publisher keeps nothing for a late subscriber."""
-    frame_id = f"warm_up_{height}x{width}"
-    camera = CameraProcess(topic, rate=1, frames=0, height=height, width=width, frame_id=frame_id, **options)
-    processes(camera)
-    wait_until(lambda: answers(inbox, frame_id), START_S, "a warm-up frame's answer")
-    camera.stop()
-
-
-@pytest.mark.parametrize(("height", "width", "frames"), [(480, 640, 12), (720, 1280, 6)])
-def test_a_reliable_camera_in_another_process_is_answered_with_the_shipped_config(
-    graph, processes, height, width, frames
-):
-    namespace = new_namespace()
-    inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
-    node = NodeProcess(namespace)
-    processes(node)
-    warm_up(processes, inbox, f"{namespace}/image", height, width, reliability="reliable")
-    frame_id = f"reliable_{height}"
-    camera = CameraProcess(
-        f"{namespace}/image", rate=rate_below_capacity(height, width), frames=frames, height=height, width=width,
-        reliability="reliable", frame_id=frame_id,
-    )  # fmt: skip
-    processes(camera)
-    published = camera.published()
-    wait_until(lambda: answers(inbox, frame_id) >= 0.95 * published, 20.0, f"95% of {published} answers")
-    assert "subscribing to" in node.line_with(f"'{namespace}/image' reliable, following its 1 publisher: 1 reliable")
-    assert {message.height for message in inbox.messages} == {height}
-    assert node.stop() == 0
 
 
 def test_a_best_effort_camera_whose_large_frames_are_lost_gets_a_warning_naming_the_fixes(graph, processes):

@@ -30,11 +30,12 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from superpoint_ros.feature_types import RANDOM_WEIGHTS
 from superpoint_ros.msg import KeypointArray
 from superpoint_ros.ros.node import DetectorNode
 from superpoint_ros.ros.ros_messages import image_message
 from superpoint_ros.tools.scenes import camera_view, draw_scene
-from superpoint_ros.weights import RANDOM_WEIGHTS, WeightsError
+from superpoint_ros.weights_files import WeightsError
 
 DEFAULT_OUTPUT = pathlib.Path("demo_output")
 RANDOM_LABEL = "[random weights: keypoints are not meaningful]"
