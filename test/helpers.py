@@ -6,10 +6,12 @@ Test modules import from here, never from each other, so that running one module
 or imports another, and no test leans on a benchmark's code for its yardstick.
 """
 
+import importlib.util
 import itertools
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 import torch
 
 from superpoint_ros.detector import Detections, DetectionSettings
@@ -88,3 +90,11 @@ def _copied(value):
     if isinstance(value, dict):  # transformers' ModelOutput
         return type(value)(**{name: _copied(item) for name, item in value.items()})
     return value
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """A skip mark for a test module whose `modules` are not installed, found without importing
+    them: every pytest-xdist worker collects every test module, and transformers, NNCF and ONNX
+    each cost about half a second of CPU to import, whether or not the worker runs the module."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")

@@ -20,9 +20,16 @@ from superpoint_ros.backends import BACKENDS, resolve_backend
 from superpoint_ros.detector import DetectionSettings, Detector
 
 from conftest import structured_image
-from helpers import CONFIGURATIONS, DESCRIPTOR_TOLERANCE, FULL_RESOLUTION_CONFIGURATIONS, SCORE_TOLERANCE, agreement
+from helpers import (
+    CONFIGURATIONS,
+    DESCRIPTOR_TOLERANCE,
+    FULL_RESOLUTION_CONFIGURATIONS,
+    SCORE_TOLERANCE,
+    agreement,
+    needs,
+)
 
-transformers = pytest.importorskip("transformers")
+pytestmark = needs("transformers")
 pytest.importorskip("openvino")
 
 from superpoint_ros.tools.reference import check_against_reference, unexplained_differences  # noqa: E402

@@ -4,13 +4,14 @@ reports nothing when our keypoints are wrong. Nothing here is timed."""
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from superpoint_ros.detector import Detections, Detector
 from superpoint_ros.tools import bench
 
-pytest.importorskip("transformers")
+from helpers import needs
+
+pytestmark = needs("transformers")
 
 QUICK = [
     "--sizes",

@@ -10,11 +10,10 @@ from superpoint_ros.images import to_grey_batch
 from superpoint_ros.weights import load_model
 
 from conftest import structured_image
-from helpers import DESCRIPTOR_TOLERANCE, SCORE_TOLERANCE
+from helpers import DESCRIPTOR_TOLERANCE, SCORE_TOLERANCE, needs
 
-onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
-pytest.importorskip("transformers")
+pytestmark = needs("onnx", "transformers")
 
 from superpoint_ros.tools.reference import reference_raw_scores  # noqa: E402
 
@@ -31,6 +30,8 @@ def dimensions(value_info) -> list:
 
 
 def test_the_file_has_the_documented_opset_names_and_dynamic_dimensions(dynamic_onnx):
+    import onnx
+
     model = onnx.load(dynamic_onnx)
     onnx.checker.check_model(model, full_check=True)
     assert {(entry.domain, entry.version) for entry in model.opset_import} == {("", 17)}
@@ -49,6 +50,8 @@ def test_fixed_height_and_width_are_written_into_the_file(hf_weights, tmp_path, 
     arguments = ["--onnx", str(path), "--weights", str(hf_weights), "--height", "120", "--width", "160", "--batch", "2"]
     assert export.main(arguments) == 0
     assert "input 'image' float32 2×1×120×160" in capsys.readouterr().out
+    import onnx
+
     model = onnx.load(path)
     assert dimensions(model.graph.input[0]) == [2, 1, 120, 160]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

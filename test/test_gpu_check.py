@@ -15,10 +15,12 @@ import time
 import pytest
 import torch
 
-pytest.importorskip("transformers")
+from superpoint_ros.tools import gpu_check
+from superpoint_ros.tools.gpu_check import BenchCase, Check, fit_budget
 
-from superpoint_ros.tools import gpu_check  # noqa: E402
-from superpoint_ros.tools.gpu_check import BenchCase, Check, fit_budget  # noqa: E402
+from helpers import needs
+
+pytestmark = needs("transformers")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ABSENT_ON_THE_GPU_MACHINE = ("rclpy", "openvino", "ament_index_python", "rosidl_runtime_py")

@@ -19,14 +19,12 @@ from superpoint_ros.backends import check_precision
 from superpoint_ros.calibration import calibration_scenes, read_calibration_images
 from superpoint_ros.detector import Detector
 from superpoint_ros.frame_calibration import FrameCalibration
+from superpoint_ros.tools.bench_scenes import benchmark_scene, benchmark_weights
+
+from helpers import agreement, needs
 
 pytest.importorskip("openvino")
-nncf = pytest.importorskip("nncf")
-pytest.importorskip("transformers")
-
-from superpoint_ros.tools.bench_scenes import benchmark_scene, benchmark_weights  # noqa: E402
-
-from helpers import agreement  # noqa: E402
+pytestmark = needs("nncf", "transformers")
 
 SIZE = (120, 160)
 
@@ -45,6 +43,8 @@ def int8_detector(weights: str, cache_dir, **options) -> Detector:
 def refuse_to_quantise(monkeypatch) -> None:
     def quantize(*args, **kwargs):
         raise AssertionError("nncf.quantize was called: the cache was not used")
+
+    import nncf
 
     monkeypatch.setattr(nncf, "quantize", quantize)
 

@@ -8,10 +8,11 @@ from superpoint_ros.ros.node import NODE_NAME
 from superpoint_ros.ros.ros_messages import image_message
 from superpoint_ros.tools.bench_scenes import benchmark_scene
 
-pytest.importorskip("openvino")
-pytest.importorskip("nncf")
+from helpers import needs
+from ros_graph import connect, header, output_for, wait_until
 
-from ros_graph import connect, header, output_for, wait_until  # noqa: E402
+pytest.importorskip("openvino")
+pytestmark = needs("nncf")
 
 HEIGHT, WIDTH = 120, 160
 

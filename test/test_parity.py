@@ -29,9 +29,10 @@ from helpers import (
     FULL_RESOLUTION_CONFIGURATIONS,
     SCORE_TOLERANCE,
     MemoisedForward,
+    needs,
 )
 
-transformers = pytest.importorskip("transformers")
+pytestmark = needs("transformers")
 from superpoint_ros.tools.reference import (  # noqa: E402
     compare,
     configure_reference,
