@@ -4,6 +4,9 @@ No hub is reachable here, so every test makes its own weights. They come from tr
 own `SuperPointForKeypointDetection` (re-initialised with PyTorch's default layer init, which
 keeps activations lively) and are written with `save_pretrained`, so the file layout is the
 hub's and not something our loader's author chose.
+
+torch is imported where it is used: pytest-xdist's controller loads this file before it starts
+the workers, and importing torch there (about 2 s of CPU) would only delay them.
 """
 
 import fcntl
@@ -15,7 +18,6 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from domains import private_domain_id
 
@@ -31,6 +33,8 @@ def make_hf_weights(directory: pathlib.Path, seed: int, score_head_scale: float 
     scores spread out and thresholds select something.
     """
     transformers = pytest.importorskip("transformers")
+    import torch
+
     torch.manual_seed(seed)
     model = transformers.SuperPointForKeypointDetection(transformers.SuperPointConfig())
     for module in model.modules():
@@ -130,6 +134,7 @@ def structured_image(height: int, width: int, seed: int) -> np.ndarray:
 def resized_grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The float32 grey `size` (height, width) image a detector with `resize=size` feeds its
     network: grey conversion, then the antialiased bilinear resize."""
+    import torch
     from torch.nn import functional
 
     from superpoint_ros.images import to_grey_batch
