@@ -218,15 +218,17 @@ def prepared_random_network(tmp_path_factory):
 
 # The modules that take longest, longest first (`--durations`; most of it is waiting on child
 # processes, discovery and timeouts). They are collected first, so that under pytest-xdist they
-# start first and the run does not end with one worker still busy on one of them.
+# start first and the run does not end with one worker still busy on one of them. The first three
+# go to the three workers, one each; after that, a worker gets the next module as soon as it has
+# two tests or fewer left (xdist's loadfile scheduling), so a module of one or two tests brings the
+# one after it to the same worker. The two paced cross-process modules are first: each takes
+# 50-100 s of mostly waiting, and one after the other on one worker they were the longest path.
 LONGEST_MODULES = (
-    "test_openvino_detector",
-    "test_launch_recipes",
-    "test_lifecycle",
-    # Paced by the node's speed when they start: started after the three above, so not in the
-    # first seconds, when every worker is importing and the machine is at its busiest.
     "test_node_delivery",
     "test_node_processes",
+    "test_launch_recipes",
+    "test_openvino_detector",
+    "test_lifecycle",
     "test_weights",
     "test_tracker_hostile",
     "test_build",

@@ -11,14 +11,13 @@ A reliable camera answered at 480×640 and 720×1280 is in test_node_delivery.py
 """
 
 import os
-import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from superpoint_ros.msg import KeypointArray
 
 from node_processes import RELIABLE, CameraProcess, NodeProcess, answers, rate_below_capacity, warm_up
-from processes import START_S, ChildProcess, new_namespace
+from processes import START_S, new_namespace
 from ros_graph import wait_until
 
 
@@ -104,37 +103,3 @@ def test_compressed_frames_from_another_process_are_answered(graph, processes):
     wait_until(lambda: answers(inbox, "compressed") >= 0.95 * published, 20.0, f"95% of {published} answers")
     node.line_with(f"subscribing to '{namespace}/image/compressed' reliable")
     assert {(m.height, m.width) for m in inbox.messages} == {(480, 640)}
-
-
-class ChurnProcess(ChildProcess):
-    """`python -m superpoint_ros.tools.qos_churn`: short-lived best-effort publishers on `topic`."""
-
-    def __init__(self, topic: str, count: int, period_s: float, lifetime_s: float) -> None:
-        arguments = [sys.executable, "-m", "superpoint_ros.tools.qos_churn", "--topic", topic, "--count", str(count)]
-        super().__init__(arguments + ["--period", str(period_s), "--lifetime", str(lifetime_s)])
-
-
-def test_short_lived_best_effort_publishers_in_another_process_neither_flip_nor_starve_a_reliable_camera(
-    graph, processes
-):
-    """The short version of `bench_delivery --churn` (100 frames, in BENCHMARKS.md): as many frames
-    answered as the churn-free test above asks (95%), and not one re-subscription."""
-    namespace = new_namespace()
-    inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
-    node = NodeProcess(namespace)
-    processes(node)
-    warm_up(processes, inbox, f"{namespace}/image", 480, 640, reliability="reliable")
-    rate_hz = rate_below_capacity(480, 640)
-    frames = 10
-    churn = ChurnProcess(f"{namespace}/image", count=int(frames / rate_hz / 0.5) + 2, period_s=0.5, lifetime_s=0.3)
-    processes(churn)
-    camera = CameraProcess(
-        f"{namespace}/image", rate=rate_hz, frames=frames, height=480, width=640, reliability="reliable",
-        frame_id="steady",
-    )  # fmt: skip
-    processes(camera)
-    published = camera.published(timeout_s=60.0 + 2 * frames / rate_hz)
-    churn.line_with("came and went", timeout_s=60.0)
-    wait_until(lambda: answers(inbox, "steady") >= 0.95 * published, 20.0, f"95% of {published} answers")
-    choices = [line for line in node.lines if "subscribing to" in line]
-    assert len(choices) == 1 and "reliable, following its 1 publisher: 1 reliable" in choices[0], choices
