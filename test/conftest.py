@@ -221,15 +221,13 @@ def prepared_random_network(tmp_path_factory):
 # start first and the run does not end with one worker still busy on one of them. The first three
 # go to the three workers, one each; after that, a worker gets the next module as soon as it has
 # two tests or fewer left (xdist's loadfile scheduling), so a module of one or two tests brings the
-# one after it to the same worker. The two paced cross-process modules are first: each takes
-# 50-100 s of mostly waiting, and one after the other on one worker they were the longest path.
+# one after it to the same worker.
 LONGEST_MODULES = (
-    "test_node_delivery",
-    "test_node_processes",
     "test_launch_recipes",
     "test_openvino_detector",
     "test_lifecycle",
     "test_weights",
+    "test_node_processes",
     "test_tracker_hostile",
     "test_build",
     "test_gpu_check",

@@ -19,9 +19,9 @@ from ros_graph import wait_until
 SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # The share of its time the node may spend on the paced cameras' frames, by the inference time
-# measured when the test starts, and the pace's ceiling. 20 %: load that comes later (the suite's
-# other workers start and stop work) must slow the node down 5× before it drops a frame.
-BUSY_SHARE = 0.2
+# measured when the test starts, and the pace's ceiling. Load that comes later is not counted,
+# so the tests that pace a camera are marked `timing`: `make test` runs them alone.
+BUSY_SHARE = 0.4
 MAX_RATE_HZ = 5.0
 
 

@@ -4,10 +4,10 @@ and 720×1280 frames paced below the node's capacity, 95 % of them answered; and
 short-lived best-effort publishers coming and going on the topic.
 
 Large frames between processes go over UDP loopback in fragments (the shared-memory segment is
-512 KB), which a graph inside one process never exercises. In a module of their own so that
-pytest-xdist runs them beside test_node_processes.py: each paces its frames by the node's
-speed, which makes them the longest tests of the suite. Random weights (no hub here); delivery
-does not depend on what the keypoints mean.
+512 KB), which a graph inside one process never exercises. Every test here paces its camera by
+the node's speed measured when it starts, so all are `timing`: `make test` runs them after its
+parallel pass, alone on the machine. Random weights (no hub here); delivery does not depend on
+what the keypoints mean.
 """
 
 import sys
@@ -19,6 +19,8 @@ from superpoint_ros.msg import KeypointArray
 from node_processes import RELIABLE, CameraProcess, NodeProcess, answers, rate_below_capacity, warm_up
 from processes import ChildProcess, new_namespace
 from ros_graph import wait_until
+
+pytestmark = pytest.mark.timing
 
 
 @pytest.mark.parametrize(("height", "width", "frames"), [(480, 640, 12), (720, 1280, 6)])

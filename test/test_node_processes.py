@@ -12,6 +12,7 @@ A reliable camera answered at 480×640 and 720×1280 is in test_node_delivery.py
 
 import os
 
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from superpoint_ros.msg import KeypointArray
@@ -87,6 +88,7 @@ def test_diagnostics_follow_a_camera_in_another_process_and_warn_when_it_stops(g
     assert "no frame for" in warn.message
 
 
+@pytest.mark.timing
 def test_compressed_frames_from_another_process_are_answered(graph, processes):
     namespace = new_namespace()
     inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
