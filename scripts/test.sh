@@ -13,7 +13,8 @@
 #    threads, 49 s with one; test_backends under xdist: 46 s, 27 s). OpenVINO is not affected.
 # 2. The `timing` tests (setup.cfg), one at a time with nothing else running: they pace another
 #    process by this machine's load when they start, which other workers would change under them
-#    (run beside the workers at a third of the node's capacity, one in six runs lost a frame).
+#    (tried beside the workers, paced at a fifth of the node's capacity: in one full run of eight,
+#    the node answered fewer than 95 % of the frames in time).
 #    Exit status 5 (nothing selected, e.g. one module without such tests given) is no failure.
 #    Unless test paths are given, it collects only TIMING_MODULES, the modules that hold `timing`
 #    tests (test_suite.py checks the list): collecting every module would import all their
