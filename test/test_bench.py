@@ -15,7 +15,7 @@ pytestmark = needs("transformers")
 
 QUICK = [
     "--sizes",
-    "240x320",
+    "120x160",
     "--batches",
     "1",
     "--runs",
@@ -41,7 +41,7 @@ def test_a_run_appends_an_entry_and_writes_json_keeping_earlier_entries(tmp_path
     # Another seed is another network: the same scene gives other keypoints.
     assert record["cases"][0]["keypoints_per_image"] != first["cases"][0]["keypoints_per_image"]
     (case,) = record["cases"]
-    assert (case["height"], case["width"], case["batch"]) == (240, 320, 1)
+    assert (case["height"], case["width"], case["batch"]) == (120, 160, 1)
     assert case["speedup"] > 0 and case["keypoints_per_image"] > 0
     assert set(case["ours"]) == {*bench.STAGES, "total"}
 
