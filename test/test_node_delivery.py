@@ -6,7 +6,8 @@ short-lived best-effort publishers coming and going on the topic.
 Large frames between processes go over UDP loopback in fragments (the shared-memory segment is
 512 KB), which a graph inside one process never exercises. Every test here paces its camera by
 the node's speed measured when it starts, so all are `timing`: `make test` runs them after its
-parallel pass, alone on the machine. Random weights (no hub here); delivery does not depend on
+parallel pass, alone on the machine. They share one node process, as a robot's node outlives
+its camera drivers' restarts. Random weights (no hub here); delivery does not depend on
 what the keypoints mean.
 """
 
@@ -23,26 +24,53 @@ from ros_graph import wait_until
 pytestmark = pytest.mark.timing
 
 
+class SharedNode:
+    """The node process the tests here share, in its own namespace, with the probe's
+    subscription to its keypoints. Each test's camera sends frames under a frame id of its own;
+    the node is warmed up once per frame size, and the pace for a size is measured once."""
+
+    def __init__(self, graph) -> None:
+        self.namespace = new_namespace()
+        self.topic = f"{self.namespace}/image"
+        self.inbox = graph.subscribe(KeypointArray, f"{self.namespace}/keypoints", RELIABLE)
+        self.process = NodeProcess(self.namespace)
+        self._rates: dict[tuple[int, int], float] = {}
+
+    def rate_for(self, processes, height: int, width: int) -> float:
+        """A pace below the node's capacity at this size, with its engine compiled for it."""
+        if (height, width) not in self._rates:
+            warm_up(processes, self.inbox, self.topic, height, width, reliability="reliable")
+            self._rates[height, width] = rate_below_capacity(height, width)
+        return self._rates[height, width]
+
+    def answered(self, frame_id: str, share: float, published: int) -> None:
+        wait_until(
+            lambda: answers(self.inbox, frame_id) >= share * published, 20.0, f"{share:.0%} of {published} answers"
+        )
+
+
+@pytest.fixture(scope="module")
+def node(graph):
+    """One node for the module: its cameras are all reliable, so it subscribes once, and it
+    exits cleanly on SIGINT after all of them."""
+    shared = SharedNode(graph)
+    yield shared
+    assert shared.process.stop() == 0, shared.process.output()
+
+
 @pytest.mark.parametrize(("height", "width", "frames"), [(480, 640, 12), (720, 1280, 6)])
 def test_a_reliable_camera_in_another_process_is_answered_with_the_shipped_config(
-    graph, processes, height, width, frames
+    node, processes, height, width, frames
 ):
-    namespace = new_namespace()
-    inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
-    node = NodeProcess(namespace)
-    processes(node)
-    warm_up(processes, inbox, f"{namespace}/image", height, width, reliability="reliable")
     frame_id = f"reliable_{height}"
     camera = CameraProcess(
-        f"{namespace}/image", rate=rate_below_capacity(height, width), frames=frames, height=height, width=width,
+        node.topic, rate=node.rate_for(processes, height, width), frames=frames, height=height, width=width,
         reliability="reliable", frame_id=frame_id,
     )  # fmt: skip
     processes(camera)
-    published = camera.published()
-    wait_until(lambda: answers(inbox, frame_id) >= 0.95 * published, 20.0, f"95% of {published} answers")
-    assert "subscribing to" in node.line_with(f"'{namespace}/image' reliable, following its 1 publisher: 1 reliable")
-    assert {message.height for message in inbox.messages} == {height}
-    assert node.stop() == 0
+    node.answered(frame_id, 0.95, camera.published())
+    assert "subscribing to" in node.process.line_with(f"'{node.topic}' reliable, following its 1 publisher: 1 reliable")
+    assert {message.height for message in node.inbox.messages if message.header.frame_id == frame_id} == {height}
 
 
 class ChurnProcess(ChildProcess):
@@ -54,26 +82,21 @@ class ChurnProcess(ChildProcess):
 
 
 def test_short_lived_best_effort_publishers_in_another_process_neither_flip_nor_starve_a_reliable_camera(
-    graph, processes
+    node, processes
 ):
     """The short version of `bench_delivery --churn` (100 frames, in BENCHMARKS.md): as many frames
-    answered as the churn-free test above asks (95%), and not one re-subscription."""
-    namespace = new_namespace()
-    inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
-    node = NodeProcess(namespace)
-    processes(node)
-    warm_up(processes, inbox, f"{namespace}/image", 480, 640, reliability="reliable")
-    rate_hz = rate_below_capacity(480, 640)
+    answered as the churn-free test above asks (95%), and not one re-subscription in the node's
+    life (all its other cameras were reliable too)."""
+    rate_hz = node.rate_for(processes, 480, 640)
     frames = 10
-    churn = ChurnProcess(f"{namespace}/image", count=int(frames / rate_hz / 0.5) + 2, period_s=0.5, lifetime_s=0.3)
+    churn = ChurnProcess(node.topic, count=int(frames / rate_hz / 0.5) + 2, period_s=0.5, lifetime_s=0.3)
     processes(churn)
     camera = CameraProcess(
-        f"{namespace}/image", rate=rate_hz, frames=frames, height=480, width=640, reliability="reliable",
-        frame_id="steady",
+        node.topic, rate=rate_hz, frames=frames, height=480, width=640, reliability="reliable", frame_id="steady",
     )  # fmt: skip
     processes(camera)
     published = camera.published(timeout_s=60.0 + 2 * frames / rate_hz)
     churn.line_with("came and went", timeout_s=60.0)
-    wait_until(lambda: answers(inbox, "steady") >= 0.95 * published, 20.0, f"95% of {published} answers")
-    choices = [line for line in node.lines if "subscribing to" in line]
+    node.answered("steady", 0.95, published)
+    choices = [line for line in node.process.lines if "subscribing to" in line]
     assert len(choices) == 1 and "reliable, following its 1 publisher: 1 reliable" in choices[0], choices
