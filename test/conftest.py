@@ -228,6 +228,7 @@ LONGEST_MODULES = (
     "test_lifecycle",
     "test_weights",
     "test_node_processes",
+    "test_node_delivery",
     "test_tracker_hostile",
     "test_build",
     "test_gpu_check",

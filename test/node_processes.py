@@ -1,28 +1,22 @@
 """The node and its camera as child processes, for the tests that send frames from one to the
 other (test_node_delivery.py, test_node_processes.py): the installed node with the shipped
-config, `camera_sim` cameras, and cameras paced below what the node can do on this machine now."""
+config, `camera_sim` cameras, and the node's own counts of what reached it (`/diagnostics`)."""
 
-import functools
+import dataclasses
 import pathlib
 import sys
-import time
 
 from ament_index_python.packages import get_package_share_directory
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from superpoint_ros.detector_choice import create_detector
-
-from conftest import structured_image
 from processes import START_S, ChildProcess
 from ros_graph import wait_until
 
 SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# The share of its time the node may spend on the paced cameras' frames, by the inference time
-# measured when the test starts, and the pace's ceiling. Load that comes later is not counted,
-# so the tests that pace a camera are marked `timing`: `make test` runs them alone.
-BUSY_SHARE = 0.4
-MAX_RATE_HZ = 5.0
+# The shipped config's only camera, as the node names its `/diagnostics` status.
+STATUS_NAME = "superpoint_detector: image"
 
 
 class NodeProcess(ChildProcess):
@@ -51,35 +45,74 @@ class CameraProcess(ChildProcess):
         return int(self.line_with("camera_sim: published", timeout_s).split()[-1])
 
 
+@dataclasses.dataclass(frozen=True)
+class FrameCounts:
+    """What the node counted for its camera since it started (its `/diagnostics` status)."""
+
+    received: int
+    processed: int
+    dropped: int
+    rejected: int
+    failed: int
+
+    @property
+    def settled(self) -> bool:
+        """Every frame received has been handled: nothing pending or in inference."""
+        return self.received == self.processed + self.dropped + self.rejected + self.failed
+
+    def __sub__(self, earlier: "FrameCounts") -> "FrameCounts":
+        pairs = zip(dataclasses.astuple(self), dataclasses.astuple(earlier), strict=True)
+        return FrameCounts(*(now - then for now, then in pairs))
+
+
+class NodeCounts:
+    """The node's counts from `/diagnostics` (published every second), read in this process.
+
+    What the test needs of delivery does not depend on how loaded the machine is: a frame that
+    reached the node is `received`, whether it was then processed or, the node being busy,
+    dropped for a newer one (the batcher's tests hold that policy). So these tests pace nothing
+    by the machine's speed and can run beside others."""
+
+    def __init__(self, graph) -> None:
+        self._inbox = graph.subscribe(DiagnosticArray, "/diagnostics", RELIABLE)
+
+    def latest(self) -> FrameCounts | None:
+        for array in reversed(list(self._inbox.messages)):
+            for status in array.status:
+                if status.name == STATUS_NAME:
+                    values = {value.key: value.value for value in status.values}
+                    names = ("frames received", "frames processed", "dropped for newer frames", "rejected")
+                    return FrameCounts(*(int(values[name]) for name in names), int(values["inference failures"]))
+        return None
+
+    def settled(self, timeout_s: float = START_S) -> FrameCounts:
+        """The newest counts once the node has handled every frame it received."""
+        return wait_until(lambda: (counts := self.latest()) and counts.settled and counts, timeout_s, "settled counts")
+
+    def after(self, before: FrameCounts, published: int, share: float = 0.95) -> FrameCounts:
+        """The counts since `before`, once `share` of `published` frames reached the node and
+        every one of them was handled."""
+
+        def done():
+            counts = self.latest()
+            return counts and counts.settled and (counts - before).received >= share * published and counts - before
+
+        return wait_until(done, 30.0, f"{share:.0%} of {published} frames received and handled by the node")
+
+
+def assert_delivered(counts: NodeCounts, before: FrameCounts, inbox, frame_id: str, published: int) -> None:
+    """95 % of the `published` frames reached the node (its counts since `before`), it rejected
+    none and no inference failed, and every frame it processed was answered on `inbox`."""
+    delivered = counts.after(before, published)
+    assert delivered.rejected == delivered.failed == 0, delivered
+    assert delivered.processed >= 1 and answers(inbox, frame_id) == delivered.processed, delivered
+
+
 def answers(inbox, frame_id: str) -> int:
     return sum(1 for message in list(inbox.messages) if message.header.frame_id == frame_id)
 
 
-@functools.cache
-def node_engine():
-    """The engine the node processes build: `weights: random` on the CPU."""
-    return create_detector(weights="random", device="cpu")
-
-
-def rate_below_capacity(height: int, width: int) -> float:
-    """A rate (Hz) the node sustains on this machine as loaded as it is now: one inference of
-    the same engine at this size is timed here, and the node is kept busy at most `BUSY_SHARE`
-    of the time (at most `MAX_RATE_HZ`)."""
-    detector = node_engine()
-    image = structured_image(height, width, seed=0)
-    detector.detect([image])
-    started_s = time.monotonic()
-    detector.detect([image])
-    return min(MAX_RATE_HZ, BUSY_SHARE / (time.monotonic() - started_s))
-
-
-def warm_up(processes, inbox, topic: str, height: int, width: int, **options) -> None:
-    """Frames of this size until one is answered: the node compiles its engine for a new size on
-    the first frame (about a second), and frames that come meanwhile are dropped for newer ones.
-    One frame is not enough: the node can answer it before its keypoints publisher has discovered
-    this process's subscription, and a volatile publisher keeps nothing for a late subscriber."""
-    frame_id = f"warm_up_{height}x{width}"
-    camera = CameraProcess(topic, rate=1, frames=0, height=height, width=width, frame_id=frame_id, **options)
-    processes(camera)
-    wait_until(lambda: answers(inbox, frame_id), START_S, "a warm-up frame's answer")
-    camera.stop()
+def matched(inbox) -> None:
+    """Wait until the node's keypoints publisher has discovered `inbox`'s subscription: a volatile
+    publisher keeps nothing for a subscriber that comes later."""
+    wait_until(lambda: inbox.subscription.get_publisher_count() > 0, START_S, "the node's keypoints publisher")
