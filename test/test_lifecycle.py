@@ -114,13 +114,19 @@ def test_configure_activate_deactivate_cleanup_and_shutdown_over_the_lifecycle_s
     graph.remove(node)
 
 
+def errors_of(rosout, namespace: str) -> list:
+    return [log for log in list(rosout.messages) if log.name.startswith(namespace[1:]) and log.level >= 40]
+
+
 def test_a_failed_configure_leaves_the_node_alive_and_unconfigured_with_one_error_line(graph, tmp_path):
     rosout = graph.rosout()
     node, namespace = managed_node(graph, weights=str(tmp_path / "missing.safetensors"))
     lifecycle = Lifecycle(graph, namespace)
     assert not lifecycle.change(Transition.TRANSITION_CONFIGURE)
     assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
-    errors = [log for log in rosout.messages if log.name.startswith(namespace[1:]) and log.level >= 40]
+    # /rosout is another writer than the service's reply: the line can arrive after it.
+    wait_until(lambda: errors_of(rosout, namespace), what="the error line on /rosout")
+    errors = errors_of(rosout, namespace)
     assert len(errors) == 1 and "Cannot configure" in errors[0].msg and "missing.safetensors" in errors[0].msg
     assert "Traceback" not in errors[0].msg
     assert not lifecycle.change(Transition.TRANSITION_CONFIGURE), "alive: it answers a second attempt"
