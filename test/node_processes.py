@@ -10,7 +10,9 @@ from ament_index_python.packages import get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from processes import START_S, ChildProcess
+from superpoint_ros.msg import KeypointArray
+
+from processes import START_S, ChildProcess, new_namespace
 from ros_graph import wait_until
 
 SHIPPED_CONFIG = pathlib.Path(get_package_share_directory("superpoint_ros")) / "config" / "detector.yaml"
@@ -65,19 +67,25 @@ class FrameCounts:
         return FrameCounts(*(now - then for now, then in pairs))
 
 
-class NodeCounts:
-    """The node's counts from `/diagnostics` (published every second), read in this process.
+class ObservedNode:
+    """A `NodeProcess` in a namespace of its own, and what this process sees of it: its keypoints
+    (`inbox`) and its counts from `/diagnostics` (published every second).
 
-    What the test needs of delivery does not depend on how loaded the machine is: a frame that
+    What the tests need of delivery does not depend on how loaded the machine is: a frame that
     reached the node is `received`, whether it was then processed or, the node being busy,
-    dropped for a newer one (the batcher's tests hold that policy). So these tests pace nothing
-    by the machine's speed and can run beside others."""
+    dropped for a newer one (the batcher's tests hold that policy). So they pace nothing by the
+    machine's speed and can run beside others."""
 
-    def __init__(self, graph) -> None:
-        self._inbox = graph.subscribe(DiagnosticArray, "/diagnostics", RELIABLE)
+    def __init__(self, graph, **parameters) -> None:
+        self.namespace = new_namespace()
+        self.topic = f"{self.namespace}/image"
+        self.inbox = graph.subscribe(KeypointArray, f"{self.namespace}/keypoints", RELIABLE)
+        self._diagnostics = graph.subscribe(DiagnosticArray, "/diagnostics", RELIABLE)
+        self.process = NodeProcess(self.namespace, **parameters)
 
-    def latest(self) -> FrameCounts | None:
-        for array in reversed(list(self._inbox.messages)):
+    def counts(self) -> FrameCounts | None:
+        """The newest counts the node published, if any."""
+        for array in reversed(list(self._diagnostics.messages)):
             for status in array.status:
                 if status.name == STATUS_NAME:
                     values = {value.key: value.value for value in status.values}
@@ -85,37 +93,31 @@ class NodeCounts:
                     return FrameCounts(*(int(values[name]) for name in names), int(values["inference failures"]))
         return None
 
-    def settled(self, timeout_s: float = START_S) -> FrameCounts:
-        """The newest counts once the node has handled every frame it received."""
-        return wait_until(lambda: (counts := self.latest()) and counts.settled and counts, timeout_s, "settled counts")
+    def ready(self) -> FrameCounts:
+        """Wait until the node's keypoints publisher has discovered `inbox` (a volatile publisher
+        keeps nothing for a subscriber it finds later) and the node has handled every frame it
+        received; its counts then, to start a camera from."""
+        wait_until(lambda: self.inbox.subscription.get_publisher_count() > 0, START_S, "the keypoints publisher")
+        return wait_until(lambda: (counts := self.counts()) and counts.settled and counts, START_S, "settled counts")
 
-    def after(self, before: FrameCounts, published: int, share: float = 0.95) -> FrameCounts:
-        """The counts since `before`, once `share` of `published` frames reached the node and
-        every one of them was handled."""
+    def assert_delivered(self, before: FrameCounts, frame_id: str, published: int, share: float = 0.95) -> None:
+        """`share` of the `published` frames reached the node (its counts since `before`), it
+        rejected none and no inference failed, and every frame it processed was answered."""
 
-        def done():
-            counts = self.latest()
-            return counts and counts.settled and (counts - before).received >= share * published and counts - before
+        def delivered() -> FrameCounts | None:
+            counts = self.counts()
+            if counts is None or not counts.settled:
+                return None
+            since = counts - before
+            return since if since.received >= share * published else None
 
-        return wait_until(done, 30.0, f"{share:.0%} of {published} frames received and handled by the node")
-
-
-def assert_delivered(counts: NodeCounts, before: FrameCounts, inbox, frame_id: str, published: int) -> None:
-    """95 % of the `published` frames reached the node (its counts since `before`), it rejected
-    none and no inference failed, and every frame it processed was answered on `inbox`."""
-    delivered = counts.after(before, published)
-    assert delivered.rejected == delivered.failed == 0, delivered
-    assert delivered.processed >= 1, delivered
-    # The count can reach /diagnostics before the last answers reach this process.
-    wait_until(lambda: answers(inbox, frame_id) >= delivered.processed, 20.0, f"{delivered.processed} answers")
-    assert answers(inbox, frame_id) == delivered.processed, delivered
+        since = wait_until(delivered, 30.0, f"{share:.0%} of {published} frames received and handled by the node")
+        assert since.rejected == since.failed == 0, since
+        assert since.processed >= 1, since
+        # The count can reach /diagnostics before the last answers reach this process.
+        wait_until(lambda: answers(self.inbox, frame_id) >= since.processed, 20.0, f"{since.processed} answers")
+        assert answers(self.inbox, frame_id) == since.processed, since
 
 
 def answers(inbox, frame_id: str) -> int:
     return sum(1 for message in list(inbox.messages) if message.header.frame_id == frame_id)
-
-
-def matched(inbox) -> None:
-    """Wait until the node's keypoints publisher has discovered `inbox`'s subscription: a volatile
-    publisher keeps nothing for a subscriber that comes later."""
-    wait_until(lambda: inbox.subscription.get_publisher_count() > 0, START_S, "the node's keypoints publisher")

@@ -15,33 +15,17 @@ import sys
 
 import pytest
 
-from superpoint_ros.msg import KeypointArray
-
-from node_processes import RELIABLE, CameraProcess, NodeCounts, NodeProcess, assert_delivered, matched
-from processes import ChildProcess, new_namespace
-
-
-class SharedNode:
-    """The node process the tests here share, in its own namespace, with the probe's
-    subscriptions to its keypoints and to `/diagnostics`. Each test's camera sends frames under
-    a frame id of its own."""
-
-    def __init__(self, graph) -> None:
-        self.namespace = new_namespace()
-        self.topic = f"{self.namespace}/image"
-        self.inbox = graph.subscribe(KeypointArray, f"{self.namespace}/keypoints", RELIABLE)
-        self.counts = NodeCounts(graph)
-        self.process = NodeProcess(self.namespace)
-        matched(self.inbox)
+from node_processes import CameraProcess, ObservedNode
+from processes import ChildProcess
 
 
 @pytest.fixture(scope="module")
 def node(graph):
     """One node for the module: its cameras are all reliable, so it subscribes once, and it
     exits cleanly on SIGINT after all of them."""
-    shared = SharedNode(graph)
-    yield shared
-    assert shared.process.stop() == 0, shared.process.output()
+    observed = ObservedNode(graph)
+    yield observed
+    assert observed.process.stop() == 0, observed.process.output()
 
 
 @pytest.mark.parametrize(("height", "width", "frames", "rate"), [(480, 640, 12, 4), (720, 1280, 6, 2)])
@@ -49,12 +33,12 @@ def test_a_reliable_camera_in_another_process_is_answered_with_the_shipped_confi
     node, processes, height, width, frames, rate
 ):
     frame_id = f"reliable_{height}"
-    before = node.counts.settled()
+    before = node.ready()
     camera = CameraProcess(
         node.topic, rate=rate, frames=frames, height=height, width=width, reliability="reliable", frame_id=frame_id
     )
     processes(camera)
-    assert_delivered(node.counts, before, node.inbox, frame_id, camera.published())
+    node.assert_delivered(before, frame_id, camera.published())
     assert "subscribing to" in node.process.line_with(f"'{node.topic}' reliable, following its 1 publisher: 1 reliable")
     assert {message.height for message in node.inbox.messages if message.header.frame_id == frame_id} == {height}
 
@@ -76,12 +60,12 @@ def test_short_lived_best_effort_publishers_in_another_process_neither_flip_nor_
     rate_hz, frames = 4, 12
     churn = ChurnProcess(node.topic, count=int(frames / rate_hz / 0.5) + 2, period_s=0.5, lifetime_s=0.3)
     processes(churn)
-    before = node.counts.settled()
+    before = node.ready()
     camera = CameraProcess(
         node.topic, rate=rate_hz, frames=frames, height=480, width=640, reliability="reliable", frame_id="steady"
     )
     processes(camera)
-    assert_delivered(node.counts, before, node.inbox, "steady", camera.published(60.0 + 2 * frames / rate_hz))
+    node.assert_delivered(before, "steady", camera.published(60.0 + 2 * frames / rate_hz))
     churn.line_with("came and went", timeout_s=60.0)
     choices = [line for line in node.process.lines if "subscribing to" in line]
     assert len(choices) == 1 and "reliable, following its 1 publisher: 1 reliable" in choices[0], choices

@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from superpoint_ros.msg import KeypointArray
 
-from node_processes import RELIABLE, CameraProcess, NodeCounts, NodeProcess, answers, assert_delivered, matched
+from node_processes import RELIABLE, CameraProcess, NodeProcess, ObservedNode, answers
 from processes import START_S, new_namespace
 from ros_graph import wait_until
 
@@ -89,18 +89,12 @@ def test_diagnostics_follow_a_camera_in_another_process_and_warn_when_it_stops(g
 
 
 def test_compressed_frames_from_another_process_are_answered(graph, processes):
-    namespace = new_namespace()
-    inbox = graph.subscribe(KeypointArray, f"{namespace}/keypoints", RELIABLE)
-    counts = NodeCounts(graph)
-    node = NodeProcess(namespace, image_transport="compressed")
-    processes(node)
-    matched(inbox)
-    before = counts.settled()
+    node = ObservedNode(graph, image_transport="compressed")
+    processes(node.process)
+    before = node.ready()
     options = {"transport": "compressed", "compression": "jpeg", "reliability": "reliable"}
-    camera = CameraProcess(
-        f"{namespace}/image", rate=4, frames=8, height=480, width=640, frame_id="compressed", **options
-    )  # fmt: skip
+    camera = CameraProcess(node.topic, rate=4, frames=8, height=480, width=640, frame_id="compressed", **options)
     processes(camera)
-    assert_delivered(counts, before, inbox, "compressed", camera.published())
-    node.line_with(f"subscribing to '{namespace}/image/compressed' reliable")
-    assert {(m.height, m.width) for m in inbox.messages} == {(480, 640)}
+    node.assert_delivered(before, "compressed", camera.published())
+    node.process.line_with(f"subscribing to '{node.topic}/compressed' reliable")
+    assert {(m.height, m.width) for m in node.inbox.messages} == {(480, 640)}
