@@ -19,6 +19,7 @@ rebuild (symlink install).
 """
 
 import argparse
+import os
 import pathlib
 import subprocess
 import sys
@@ -39,7 +40,10 @@ def mutate(path: pathlib.Path, old: str, new: str, pytest_arguments: list[str], 
     try:
         command = ["scripts/run.sh", "pytest", "-q", "-x", "-p", "no:cacheprovider", *pytest_arguments]
         output = subprocess.DEVNULL if quiet else None
-        caught = subprocess.run(command, stdout=output, stderr=output).returncode != 0
+        # No bytecode of the mutant is cached: restored within the same second with the same size,
+        # the file would look unchanged to a cached .pyc (Python compares mtime in seconds and size).
+        environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        caught = subprocess.run(command, stdout=output, stderr=output, env=environment).returncode != 0
     finally:
         path.write_text(original)
     return 0 if caught else 1
