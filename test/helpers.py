@@ -8,6 +8,7 @@ or imports another, and no test leans on a benchmark's code for its yardstick.
 
 import importlib.util
 import itertools
+import shutil
 from collections.abc import Callable
 
 import numpy as np
@@ -98,3 +99,11 @@ def needs(*modules: str) -> pytest.MarkDecorator:
     each cost about half a second of CPU to import, whether or not the worker runs the module."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+def needs_ros2_launch() -> pytest.MarkDecorator:
+    """A skip mark for a module that runs `ros2 launch`: the `ros2` command and its `launch` verb
+    (the ros2launch package), found without starting the CLI at every worker's collection."""
+    missing = shutil.which("ros2") is None or importlib.util.find_spec("ros2launch") is None
+    reason = "`ros2 launch` is not installed (../shared/ros2cli/install.sh .venv installs it)"
+    return pytest.mark.skipif(missing, reason=reason)

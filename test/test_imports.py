@@ -65,7 +65,11 @@ def imported_modules(path: pathlib.Path, known=None) -> set[str]:
     return found - {"superpoint_ros"}
 
 
-GRAPH = {name: imported_modules(path) for name, path in MODULES.items()}
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    """Each package module's imports of package modules (parsed when a test asks: every worker
+    collects this module)."""
+    return {name: imported_modules(path) for name, path in MODULES.items()}
 
 
 def test_the_package_has_the_three_layers():
@@ -75,32 +79,32 @@ def test_the_package_has_the_three_layers():
 
 
 @pytest.mark.parametrize("name", sorted(set(MODULES) - FORWARDERS))
-def test_imports_point_from_tools_to_ros_to_core(name):
+def test_imports_point_from_tools_to_ros_to_core(graph, name):
     allowed = {"core": {"core"}, "ros": {"core", "ros"}, "tools": {"core", "ros", "tools"}}[layer(name)]
-    wrong = {target for target in GRAPH[name] if layer(target) not in allowed}
+    wrong = {target for target in graph[name] if layer(target) not in allowed}
     assert not wrong, f"{name} ({layer(name)}) imports {sorted(wrong)}"
 
 
 @pytest.mark.parametrize("name", sorted(FORWARDERS))
-def test_a_forwarding_module_only_re_exports_its_ros_node(name):
-    assert GRAPH[name] == {name.replace("superpoint_ros.", "superpoint_ros.ros.")}
+def test_a_forwarding_module_only_re_exports_its_ros_node(graph, name):
+    assert graph[name] == {name.replace("superpoint_ros.", "superpoint_ros.ros.")}
     assert len(MODULES[name].read_text().splitlines()) <= 12
 
 
-def test_no_import_cycle_between_package_modules():
+def test_no_import_cycle_between_package_modules(graph):
     state: dict[str, str] = {}
     cycles = []
 
     def visit(name, path):
         state[name] = "open"
-        for target in sorted(GRAPH[name]):
+        for target in sorted(graph[name]):
             if state.get(target) == "open":
                 cycles.append(path[path.index(target):] + [target] if target in path else [name, target])
             elif target not in state:
                 visit(target, path + [target])
         state[name] = "done"
 
-    for name in sorted(GRAPH):
+    for name in sorted(graph):
         if name not in state:
             visit(name, [name])
     assert not cycles, f"import cycles: {cycles}"

@@ -4,13 +4,14 @@ the issue fixes, descriptions that name their effect, and one clear line for a b
 import importlib.util
 import pathlib
 import re
-import shutil
 import subprocess
 
 import pytest
 from ament_index_python.packages import get_package_share_directory
 
 from superpoint_ros.backends import BACKENDS, PRECISIONS
+
+from helpers import needs_ros2_launch
 
 ARGUMENTS = (
     "params_file",
@@ -34,11 +35,7 @@ ARGUMENTS = (
     "managed",
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ros2") is None
-    or subprocess.run(["ros2", "launch", "--help"], capture_output=True, timeout=60).returncode != 0,
-    reason="`ros2 launch` is not installed (../shared/ros2cli/install.sh .venv installs it)",
-)
+pytestmark = needs_ros2_launch()
 
 
 def test_the_launch_file_accepts_exactly_the_backends_and_precisions_the_detector_knows():

@@ -13,7 +13,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from superpoint_ros.backends import resolve_backend
 from superpoint_ros.msg import FeatureTracks, KeypointArray
 
 from domains import SPARE_DOMAINS, spare_domain_ids
+from helpers import needs_ros2_launch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CAMERAS_DOC = ROOT / "docs" / "cameras.md"
@@ -46,11 +46,7 @@ RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
 WAIT_S = 120.0
 INFRA1, INFRA2 = "/camera/camera/infra1/image_rect_raw", "/camera/camera/infra2/image_rect_raw"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ros2") is None
-    or subprocess.run(["ros2", "launch", "--help"], capture_output=True, timeout=60).returncode != 0,
-    reason="`ros2 launch` is not installed (../shared/ros2cli/install.sh .venv installs it)",
-)
+pytestmark = needs_ros2_launch()
 
 
 @dataclasses.dataclass(frozen=True)
