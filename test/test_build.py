@@ -78,8 +78,8 @@ def test_colcon_build_generates_python_and_cpp_message_support(request, which):
     assert (install / "share/superpoint_ros/launch/detector.launch.py").is_file()
     check = (
         f"source {install}/share/superpoint_ros/local_setup.bash && cd / && python -P -c '"
-        "import superpoint_ros.msg, superpoint_ros.detector; "
-        "print(superpoint_ros.msg.__file__); print(superpoint_ros.detector.__file__)'"
+        "import superpoint_ros.msg, superpoint_ros.openvino_detector as detector; "
+        "print(superpoint_ros.msg.__file__); print(detector.__file__)'"
     )
     imported = subprocess.run(["bash", "-c", check], capture_output=True, text=True, timeout=120)
     assert imported.returncode == 0, imported.stderr

@@ -140,35 +140,60 @@ def test_the_camera_stand_in_and_the_image_codec_load_no_torch():
     assert "torch" not in loaded
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "superpoint_ros.feature_types",
-        "superpoint_ros.image_codec",
-        "superpoint_ros.drawing",
-        "superpoint_ros.ros.ros_messages",
-        "superpoint_ros.tools.camera_sim",
-        "superpoint_ros.ros.batcher",
-        "superpoint_ros.ros.parameters",
-        "superpoint_ros.ros.node",
-        "superpoint_ros.ros.detector_parameters",
-        "superpoint_ros.ros.tracker_parameters",
-        "superpoint_ros.detector_choice",
-        "superpoint_ros.openvino_detector",
-        "superpoint_ros.openvino_ir",
-        "superpoint_ros.openvino_engine",
-        "superpoint_ros.numpy_images",
-        "superpoint_ros.numpy_keypoints",
-        "superpoint_ros.weights_files",
-        # superpoint-bag: the tracker (torch) and int8 calibration on frames load on demand.
-        "superpoint_ros.bags",
-        # `make demo` and `superpoint-detect`: the detector is picked by detector_choice.
-        "superpoint_ros.tools.demo",
-        "superpoint_ros.cli",
-    ],
-)
-def test_light_modules_load_no_torch(module):
-    assert "torch" not in loaded_after_import([module])
+LIGHT_MODULES = [
+    "superpoint_ros.feature_types",
+    "superpoint_ros.image_codec",
+    "superpoint_ros.drawing",
+    "superpoint_ros.ros.ros_messages",
+    "superpoint_ros.tools.camera_sim",
+    "superpoint_ros.ros.batcher",
+    "superpoint_ros.ros.parameters",
+    "superpoint_ros.ros.node",
+    "superpoint_ros.ros.detector_parameters",
+    "superpoint_ros.ros.tracker_parameters",
+    "superpoint_ros.detector_choice",
+    "superpoint_ros.openvino_detector",
+    "superpoint_ros.openvino_ir",
+    "superpoint_ros.openvino_engine",
+    "superpoint_ros.numpy_images",
+    "superpoint_ros.numpy_keypoints",
+    "superpoint_ros.weights_files",
+    # superpoint-bag: the tracker (torch) and int8 calibration on frames load on demand.
+    "superpoint_ros.bags",
+    # `make demo` and `superpoint-detect`: the detector is picked by detector_choice.
+    "superpoint_ros.tools.demo",
+    "superpoint_ros.cli",
+]
+
+
+def first_to_load_torch(modules: list[str], path: pathlib.Path | None = None) -> str | None:
+    """In one fresh interpreter (with `path` first on its module path), import `modules` in
+    turn: the first after whose import torch is loaded, or None. None proves that no module of
+    the list loads torch, since each import below would have loaded it."""
+    code = (
+        "import importlib, sys\n"
+        f"sys.path[:0] = {[str(path)] if path else []!r}\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    if 'torch' in sys.modules:\n"
+        "        print(name)\n"
+        "        break\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip() or None
+
+
+def test_light_modules_load_no_torch():
+    assert first_to_load_torch(LIGHT_MODULES) is None
+
+
+def test_the_light_module_check_names_the_first_module_that_loads_torch(tmp_path):
+    # A stand-in for a module that imports torch: it registers a module of that name.
+    (tmp_path / "pulls_in_torch.py").write_text("import sys, types\nsys.modules['torch'] = types.ModuleType('torch')\n")
+    modules = ["superpoint_ros.feature_types", "pulls_in_torch", "superpoint_ros.cli"]
+    assert first_to_load_torch(modules, tmp_path) == "pulls_in_torch"
+    assert first_to_load_torch(modules[:1] + modules[2:], tmp_path) is None
 
 
 def test_the_moved_names_are_still_importable_from_their_old_modules():

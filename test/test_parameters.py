@@ -82,22 +82,23 @@ def test_the_backend_as_it_reads_back_with_its_provider_is_a_valid_configuration
 
 
 @pytest.mark.parametrize(
-    ("module", "node_class", "parameter", "value", "reason"),
+    ("module", "parameter", "value", "reason"),
     [
-        ("superpoint_ros.ros.node", "DetectorNode", "input_qos", "fast", "input_qos must be one of"),
-        ("superpoint_ros.ros.tracker_node", "TrackerNode", "verification", "magic", "verification must be one of"),
+        ("superpoint_ros.ros.node", "input_qos", "fast", "input_qos must be one of"),
+        ("superpoint_ros.ros.tracker_node", "verification", "magic", "verification must be one of"),
     ],
 )
-def test_a_bad_configuration_stops_the_node_before_torch_is_imported(module, node_class, parameter, value, reason):
+def test_a_bad_configuration_stops_the_node_before_torch_is_imported(module, parameter, value, reason):
+    """Through `create`, which the executables' `main` calls."""
     code = (
         "import sys, rclpy\n"
         "from rclpy.context import Context\n"
         "from rclpy.parameter import Parameter\n"
-        f"from {module} import {node_class}\n"
+        f"from {module} import create\n"
         "context = Context()\n"
         f"rclpy.init(args=[], context=context, domain_id={private_domain_id()})\n"
         "try:\n"
-        f"    {node_class}(context=context, parameter_overrides=[Parameter({parameter!r}, value={value!r})])\n"
+        f"    create(context=context, parameter_overrides=[Parameter({parameter!r}, value={value!r})])\n"
         "except ValueError as error:\n"
         "    print('refused:', error)\n"
         "print('torch loaded:', 'torch' in sys.modules, 'openvino loaded:', 'openvino' in sys.modules)\n"

@@ -340,3 +340,15 @@ def test_the_executable_refuses_a_bad_parameter_with_one_line_and_no_traceback()
     output = started.stdout + started.stderr
     assert "Cannot start" in output and "verification must be one of" in output
     assert "Traceback" not in output
+
+
+def test_configuring_sets_torchs_threads_from_the_parameter(start):
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 2 if before != 2 else 3
+    try:
+        start(TrackerNode, threads=wanted)
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)

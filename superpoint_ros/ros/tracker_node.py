@@ -145,8 +145,13 @@ class TrackerStages(Stages):
     def _configure(self) -> None:
         config = TrackerConfig.from_values(parameter_values(self, PARAMETERS))
         # Imported only now: a bad configuration is refused before torch loads.
+        import torch
+
         from superpoint_ros.tracking import Tracker
 
+        # The detector's inference keeps every core busy; a second pool of spinning threads here
+        # made matching slower, not faster (BENCHMARKS.md, feature tracker).
+        torch.set_num_threads(config["threads"])
         self.config = config
         self.tracker = Tracker(device=config["device"], **dataclasses.asdict(config.settings))
         self.frames = FrameTracking(
@@ -368,14 +373,9 @@ class ManagedTrackerNode(TrackerStages, ManagedStages):
 
 
 def create(managed: bool = False, **node_options) -> Node:
-    """The plain or the managed tracker node, with torch's threads set from `threads`."""
-    import torch
-
-    node = (ManagedTrackerNode if managed else TrackerNode)(**node_options)
-    # The detector's inference keeps every core busy; a second pool of spinning threads here made
-    # matching slower, not faster (BENCHMARKS.md, feature tracker).
-    torch.set_num_threads(node.get_parameter("threads").value)
-    return node
+    """The plain or the managed tracker node (torch's threads are set from `threads` when it is
+    configured)."""
+    return (ManagedTrackerNode if managed else TrackerNode)(**node_options)
 
 
 def main(args: list[str] | None = None) -> int:
