@@ -11,6 +11,7 @@ that of float32 itself on these weights (`assert_agrees_with_torch`).
 """
 
 import copy
+import functools
 
 import numpy as np
 import pytest
@@ -24,10 +25,10 @@ from superpoint_ros.detector_choice import create_detector
 from superpoint_ros.images import to_grey_batch
 from superpoint_ros.ros.node import NODE_NAME
 from superpoint_ros.ros.ros_messages import image_message
-from superpoint_ros.tools.bench import agreement
 from superpoint_ros.tools.reference import compare, unexplained_differences
 
 from conftest import structured_image
+from helpers import MemoisedForward, agreement
 from mit_weights import write_mit_pth
 from ros_graph import assert_detections_equal, connect, exchange, header
 
@@ -48,14 +49,25 @@ def mit_pth(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_detector(mit_pth):
-    return Detector(weights=str(mit_pth), device="cpu", backend="torch")
+    """The torch engine, its network computing each distinct batch once (`helpers.MemoisedForward`):
+    the tests run the same images under each setting, and the network does not see the settings."""
+    detector = Detector(weights=str(mit_pth), device="cpu", backend="torch")
+    detector.network = MemoisedForward(detector.network)
+    return detector
+
+
+@functools.cache
+def float64_network(torch_detector: Detector) -> MemoisedForward:
+    """The torch engine's network in float64, each distinct batch computed once."""
+    exact = copy.deepcopy(torch_detector.model).double()
+    return MemoisedForward(lambda grey: exact(grey.double()))
 
 
 def float32_rounding(torch_detector: Detector, grey: torch.Tensor) -> float:
     """How far the torch engine's float32 raw scores lie from the same network's in float64."""
-    exact = copy.deepcopy(torch_detector.model).double()
     with torch.inference_mode():
-        return float((torch_detector.network(grey)[0].double() - exact(grey.double())[0]).abs().max())
+        exact_scores = float64_network(torch_detector)(grey)[0]
+        return float((torch_detector.network(grey)[0].double() - exact_scores).abs().max())
 
 
 def assert_agrees_with_torch(detector: Detector, torch_detector: Detector, images, settings) -> None:
@@ -101,9 +113,12 @@ _engines: dict[tuple[str, str], Detector] = {}
 
 
 def engine(weights: str, backend: str) -> Detector:
-    """One detector per engine: building ONNX Runtime's session takes a second."""
+    """One detector per engine (building ONNX Runtime's session takes a second), its network
+    memoised like `torch_detector`'s."""
     if (weights, backend) not in _engines:
-        _engines[weights, backend] = Detector(weights=weights, device="cpu", backend=backend)
+        detector = Detector(weights=weights, device="cpu", backend=backend)
+        detector.network = MemoisedForward(detector.network)
+        _engines[weights, backend] = detector
     return _engines[weights, backend]
 
 
