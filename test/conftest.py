@@ -218,8 +218,8 @@ def prepared_random_network(tmp_path_factory):
 
 # The modules that take longest, longest first (`--durations`; most of it is waiting on child
 # processes, discovery and timeouts). They are collected first, so that under pytest-xdist they
-# start first and the run does not end with one worker still busy on one of them. The first three
-# go to the three workers, one each; after that, a worker gets the next module as soon as it has
+# start first and the run does not end with one worker still busy on one of them. The first four
+# go to the four workers, one each; after that, a worker gets the next module as soon as it has
 # two tests or fewer left (xdist's loadfile scheduling), so a module of one or two tests brings the
 # one after it to the same worker.
 LONGEST_MODULES = (
@@ -235,6 +235,15 @@ LONGEST_MODULES = (
     "test_bags",
     "test_backends",
     "test_mit_engines",
+    "test_node_inputs",
+    "test_node",
+    "test_int8",
+    "test_parity",
+    "test_camera_input",
+    "test_bench",
+    "test_cli",
+    "test_imports",
+    "test_node_startup",
 )
 
 
