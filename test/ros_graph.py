@@ -75,6 +75,7 @@ class Graph:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.probe = Node("probe", context=self.context)
         self.executor.add_node(self.probe)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -82,7 +83,7 @@ class Graph:
         """Spin until `close`. A callback the executor took up just before `remove` can run after
         its node was destroyed and find its handles gone (`InvalidHandle`, seen with the detector's
         diagnostics timer); that node is finished with, and the other nodes must keep spinning."""
-        while self.context.ok():
+        while not self._closing.is_set() and self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.1)
             except InvalidHandle:
@@ -124,10 +125,13 @@ class Graph:
         return future.result()
 
     def close(self) -> None:
+        """Stop spinning first, then shut down: a `spin_once` under way when the context goes
+        raised RCLError ("failed to create timer: the given context is not valid") in the thread."""
+        self._closing.set()
+        self._thread.join(timeout=5.0)
         self.executor.shutdown()
         self.probe.destroy_node()
         self.context.try_shutdown()
-        self._thread.join(timeout=5.0)
 
     def assert_parameters_described(self, node_path: str, runtime_parameters: tuple[str, ...]) -> None:
         """Every parameter of the node at `node_path` has a description, exactly `runtime_parameters`
