@@ -10,6 +10,10 @@ arrays when `vins_max_rate` lets them out. It returns what to output and the `Pr
 the callers turn those into messages and log lines. It takes any object with the fields of a
 `KeypointArray` or `CameraInfo` (rclpy's messages, `rosbags`' ones). Pixels: x right, y down,
 (0, 0) the centre of the top-left pixel; stamps in seconds.
+
+Why one module over 400 lines: the mono and stereo paths, the normalized coordinates and the
+VINS-Fusion rate limit act on one frame's state in turn; split, each part would reach into the
+others' per-camera state.
 """
 
 import dataclasses

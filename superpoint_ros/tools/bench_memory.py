@@ -25,6 +25,9 @@ processes of its own, so that nothing shares a heap with this one:
 
 Sizes are MB = 10⁶ bytes, as the targets of issue 17 are stated. RSS counts the shared
 libraries' pages the process touched (file-backed), which other processes may share.
+
+Why one module over 400 lines: it is one command. The breakdown (run by a child process of this
+module), the node runs, the speed runs and the report share `process_memory` and one JSON record.
 """
 
 import argparse
