@@ -6,6 +6,7 @@ Test modules import from here, never from each other, so that running one module
 or imports another, and no test leans on a benchmark's code for its yardstick.
 """
 
+import functools
 import importlib.util
 import itertools
 import shutil
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from superpoint_ros.detector import Detections, DetectionSettings
+from superpoint_ros.detector import Detections, DetectionSettings, Detector
 
 SCORE_TOLERANCE = 1e-5
 DESCRIPTOR_TOLERANCE = 1e-4
@@ -81,6 +82,23 @@ class MemoisedForward:
         self.computed += 1
         self.outputs.append((pixels.clone(), key, output))
         return _copied(output)
+
+
+def memoised_detector(**arguments) -> Detector:
+    """`Detector(**arguments)` whose network computes each distinct batch once (`MemoisedForward`):
+    the parity tests run the same images under many settings, which the network does not see, and
+    every setting still runs the whole post-processing."""
+    detector = Detector(**arguments)
+    detector.network = MemoisedForward(detector.network)
+    return detector
+
+
+@functools.cache
+def cpu_engine(weights: str, backend: str) -> Detector:
+    """One memoised CPU detector per weights and engine for the whole run of a worker (building
+    ONNX Runtime's session takes a second); skips the test when the engine is not installed."""
+    pytest.importorskip(backend)
+    return memoised_detector(weights=weights, device="cpu", backend=backend)
 
 
 def _copied(value):

@@ -10,7 +10,6 @@ descriptors of the common keypoints keep test_parity's tolerances.
 """
 
 import dataclasses
-import functools
 
 import numpy as np
 import pytest
@@ -25,8 +24,8 @@ from helpers import (
     DESCRIPTOR_TOLERANCE,
     FULL_RESOLUTION_CONFIGURATIONS,
     SCORE_TOLERANCE,
-    MemoisedForward,
     agreement,
+    cpu_engine,
     needs,
 )
 
@@ -88,20 +87,9 @@ def engine_cases(configurations: list[DetectionSettings], onnxruntime_picks: lis
     ]
 
 
-@functools.cache
-def cpu_detector(weights: str, backend: str) -> Detector:
-    """One detector per weights and engine: building ONNX Runtime's session takes a second. Its
-    network computes each distinct batch once (`helpers.MemoisedForward`): the engine does not
-    see the settings, and every setting still runs the whole post-processing."""
-    pytest.importorskip(backend)
-    detector = Detector(weights=weights, device="cpu", backend=backend)
-    detector.network = MemoisedForward(detector.network)
-    return detector
-
-
 @pytest.mark.parametrize("backend, settings", engine_cases(CONFIGURATIONS, list(range(len(CONFIGURATIONS)))))
 def test_engine_matches_reference_on_small_batches(hf_weights, reference_model, settings, backend):
-    detector = cpu_detector(str(hf_weights), backend)
+    detector = cpu_engine(str(hf_weights), backend)
     images = [structured_image(64, 80, seed) for seed in range(3)]
     assert_parity_up_to_near_ties(detector, reference_model, images, settings, f"{backend} 64x80 batch3")
 
@@ -109,7 +97,7 @@ def test_engine_matches_reference_on_small_batches(hf_weights, reference_model, 
 # ONNX Runtime: NMS radius 1 without threshold, the default settings, and top-k with a wide border.
 @pytest.mark.parametrize("backend, settings", engine_cases(CONFIGURATIONS, [1, 6, 11]))
 def test_engine_matches_reference_where_thresholds_bite(sharp_hf_weights, sharp_reference_model, settings, backend):
-    detector = cpu_detector(str(sharp_hf_weights), backend)
+    detector = cpu_engine(str(sharp_hf_weights), backend)
     images = [structured_image(240, 320, seed) for seed in range(3)]
     assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, f"{backend} 240x320 batch3 sharp")
 
@@ -118,13 +106,13 @@ def test_engine_matches_reference_where_thresholds_bite(sharp_hf_weights, sharp_
 def test_engine_matches_reference_on_a_full_resolution_frame(
     sharp_hf_weights, sharp_reference_model, settings, backend
 ):
-    detector = cpu_detector(str(sharp_hf_weights), backend)
+    detector = cpu_engine(str(sharp_hf_weights), backend)
     images = [structured_image(480, 640, 7)]
     assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, f"{backend} 480x640 batch1 sharp")
 
 
 def test_onnxruntime_matches_reference_on_a_size_not_divisible_by_eight(sharp_hf_weights, sharp_reference_model):
-    detector = cpu_detector(str(sharp_hf_weights), "onnxruntime")
+    detector = cpu_engine(str(sharp_hf_weights), "onnxruntime")
     images = [structured_image(70, 93, seed) for seed in (11, 12)]
     settings = DetectionSettings(0.005, 2, -1, 3)
     assert_parity_up_to_near_ties(detector, sharp_reference_model, images, settings, "onnxruntime 70x93 batch2")

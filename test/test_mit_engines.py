@@ -28,7 +28,7 @@ from superpoint_ros.ros.ros_messages import image_message
 from superpoint_ros.tools.reference import compare, unexplained_differences
 
 from conftest import structured_image
-from helpers import MemoisedForward, agreement
+from helpers import MemoisedForward, agreement, cpu_engine, memoised_detector
 from mit_weights import write_mit_pth
 from ros_graph import assert_detections_equal, connect, exchange, header
 
@@ -51,9 +51,7 @@ def mit_pth(tmp_path_factory):
 def torch_detector(mit_pth):
     """The torch engine, its network computing each distinct batch once (`helpers.MemoisedForward`):
     the tests run the same images under each setting, and the network does not see the settings."""
-    detector = Detector(weights=str(mit_pth), device="cpu", backend="torch")
-    detector.network = MemoisedForward(detector.network)
-    return detector
+    return memoised_detector(weights=str(mit_pth), device="cpu", backend="torch")
 
 
 @functools.cache
@@ -102,24 +100,10 @@ def assert_agrees_with_torch(detector: Detector, torch_detector: Detector, image
 @pytest.mark.parametrize("settings", CONFIGURATIONS, ids=str)
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_the_engine_agrees_with_torch_on_the_mit_network(mit_pth, torch_detector, backend, settings):
-    pytest.importorskip(backend)
-    detector = engine(str(mit_pth), backend)
+    detector = cpu_engine(str(mit_pth), backend)
     assert detector.architecture == "mit"
     images = [structured_image(120, 160, seed) for seed in range(3)]
     assert_agrees_with_torch(detector, torch_detector, images, settings)
-
-
-_engines: dict[tuple[str, str], Detector] = {}
-
-
-def engine(weights: str, backend: str) -> Detector:
-    """One detector per engine (building ONNX Runtime's session takes a second), its network
-    memoised like `torch_detector`'s."""
-    if (weights, backend) not in _engines:
-        detector = Detector(weights=weights, device="cpu", backend=backend)
-        detector.network = MemoisedForward(detector.network)
-        _engines[weights, backend] = detector
-    return _engines[weights, backend]
 
 
 def test_the_exported_onnx_file_computes_the_mit_network(mit_pth, torch_detector, tmp_path):

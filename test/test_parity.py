@@ -28,7 +28,7 @@ from helpers import (
     DESCRIPTOR_TOLERANCE,
     FULL_RESOLUTION_CONFIGURATIONS,
     SCORE_TOLERANCE,
-    MemoisedForward,
+    memoised_detector,
     needs,
 )
 
@@ -105,9 +105,7 @@ def test_compare_pairs_keypoints_by_pixel_and_lists_the_rest_sorted():
 def memoised_torch_detector(weights) -> Detector:
     """The PyTorch engine on `weights`, its network computing each distinct batch once
     (`helpers.MemoisedForward`); `assert_parity` sets the post-processing for each test."""
-    detector = Detector(weights=str(weights), device="cpu", backend="torch")
-    detector.network = MemoisedForward(detector.network)
-    return detector
+    return memoised_detector(weights=str(weights), device="cpu", backend="torch")
 
 
 @pytest.fixture(scope="module")
